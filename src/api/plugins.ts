@@ -1,0 +1,50 @@
+/**
+ * The daemon's plugins: each serves one part of the API (or provides a store)
+ * and is listed by the introspection service with containerd's type and id.
+ */
+import type * as grpc from "@grpc/grpc-js";
+import type { DescService } from "@bufbuild/protobuf";
+import type { GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { addService, type ServiceImpl } from "./grpc.ts";
+import type { Logger } from "../util/log.ts";
+import type { Config } from "../config/config.ts";
+import type { MetaDb } from "../metadata/db.ts";
+import type { NamespaceStore } from "../metadata/namespaces.ts";
+import type { Exchange } from "../events/exchange.ts";
+
+/** What every plugin can use: the resolved config and the shared stores. */
+export interface Daemon {
+  config: Config;
+  log: Logger;
+  db: MetaDb;
+  namespaces: NamespaceStore;
+  events: Exchange;
+  /** Stable across restarts; reported by introspection's Server call. */
+  uuid: string;
+  /** Callbacks run at shutdown, in reverse order of registration. */
+  onClose(fn: () => void | Promise<void>): void;
+}
+
+export class ServiceRegistry {
+  readonly grpc: grpc.Server;
+  #log: Logger;
+  constructor(server: grpc.Server, log: Logger) {
+    this.grpc = server;
+    this.#log = log;
+  }
+  add<S extends GenServiceMethods>(
+    service: DescService & { method: S },
+    impl: ServiceImpl<S>,
+  ): void {
+    addService(this.grpc, service, impl, this.#log);
+  }
+}
+
+export interface Plugin {
+  type: string;
+  id: string;
+  requires?: string[];
+  capabilities?: string[];
+  exports?: Record<string, string>;
+  register(ctx: { daemon: Daemon; server: ServiceRegistry }): void | Promise<void>;
+}

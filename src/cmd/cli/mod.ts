@@ -1,0 +1,110 @@
+/**
+ * The CLI: `berth [--address SOCK] [--namespace NS] <verb> ...`.
+ * Each verb lives in its own file and is loaded only when called, so a call
+ * pays only for what it uses.
+ */
+import { invalidArgument, isKind } from "../../core/errdefs.ts";
+import { DEFAULT_ADDRESS } from "../../config/config.ts";
+import { formatError } from "../../util/errors.ts";
+import type { Command, Globals } from "./command.ts";
+import { HelpRequested } from "./command.ts";
+import { Client } from "./client.ts";
+
+/** Verb name → loader. Aliases map to the same loader. */
+const VERBS: Record<string, () => Promise<Command>> = {
+  version: async () => (await import("./version.ts")).versionCommand,
+  info: async () => (await import("./info.ts")).infoCommand,
+  namespaces: async () => (await import("./namespaces.ts")).namespacesCommand,
+  content: async () => (await import("./content.ts")).contentCommand,
+  leases: async () => (await import("./leases.ts")).leasesCommand,
+  events: async () => (await import("./events.ts")).eventsCommand,
+};
+const ALIASES: Record<string, string> = {
+  ns: "namespaces",
+  namespace: "namespaces",
+  lease: "leases",
+};
+
+/** One line per verb for the top-level help; kept here so --help loads nothing. */
+const SUMMARIES: Array<[string, string]> = [
+  ["version", "Print the client and daemon versions"],
+  ["info", "Show the daemon's identity and plugins"],
+  ["namespaces", "Manage namespaces (ls, create, rm, label)"],
+  ["content", "Manage content blobs (ls, get, ingest, rm, label)"],
+  ["leases", "Manage leases (ls, create, rm)"],
+  ["events", "Stream the daemon's events"],
+];
+
+export const MAIN_HELP = `Usage: berth [global options] <command> [args]
+
+berth is a container runtime: one program that is the daemon, the CLI and the shim.
+
+Commands:
+  daemon        Run the daemon (see berth daemon --help)
+${SUMMARIES.map(([n, s]) => `  ${n.padEnd(14)}${s}`).join("\n")}
+
+Global options:
+  -a, --address SOCK     daemon socket [$BERTH_ADDRESS or ${DEFAULT_ADDRESS}]
+  -n, --namespace NS     namespace [$BERTH_NAMESPACE or default]
+  -h, --help             show help (also after any command)
+  -v, --version          print the client version
+
+Run 'berth <command> --help' for a command's options.
+`;
+
+function takeGlobals(args: string[]): { address: string; namespace: string; rest: string[] } {
+  let address = Deno.env.get("BERTH_ADDRESS") || DEFAULT_ADDRESS;
+  let namespace = Deno.env.get("BERTH_NAMESPACE") || "default";
+  let i = 0;
+  for (; i < args.length; i++) {
+    const a = args[i]!;
+    const eq = a.indexOf("=");
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    const value = () => {
+      if (eq > 0) return a.slice(eq + 1);
+      const v = args[++i];
+      if (v === undefined) throw invalidArgument(`option ${name} needs a value`);
+      return v;
+    };
+    if (name === "-a" || name === "--address") address = value();
+    else if (name === "-n" || name === "--namespace") namespace = value();
+    else break;
+  }
+  return { address, namespace, rest: args.slice(i) };
+}
+
+export async function cliMain(args: string[]): Promise<number> {
+  const out = (l: string) => console.log(l);
+  const err = (l: string) => console.error(l);
+  let client: Client | undefined;
+  try {
+    const { address, namespace, rest } = takeGlobals(args);
+    const [verb, ...verbArgs] = rest;
+    if (verb === undefined || verb === "-h" || verb === "--help" || verb === "help") {
+      out(MAIN_HELP);
+      return verb === undefined ? 1 : 0;
+    }
+    if (verb === "-v" || verb === "--version") verbArgs.unshift("--client");
+    const name = verb === "-v" || verb === "--version" ? "version" : ALIASES[verb] ?? verb;
+    const load = VERBS[name];
+    if (!load) throw invalidArgument(`unknown command "${verb}"; run 'berth --help' for the list`);
+    const cmd = await load();
+    const g: Globals = {
+      address,
+      namespace,
+      client: () => (client ??= new Client({ address, namespace })),
+      out,
+      err,
+    };
+    return await cmd.run(g, verbArgs);
+  } catch (e) {
+    if (e instanceof HelpRequested) {
+      out(e.text);
+      return 0;
+    }
+    err(formatError(e));
+    return isKind(e, "invalid_argument") ? 2 : 1;
+  } finally {
+    client?.close();
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * `berth daemon`: serves the containerd API (and berth's own) on a unix socket.
+ */
+import { parseArgs } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import {
+  type Config,
+  type ConfigInput,
+  DEFAULT_CONFIG_FILE,
+  readConfigFile,
+  resolveConfig,
+} from "../config/config.ts";
+import { Logger } from "../util/log.ts";
+import { MetaDb } from "../metadata/db.ts";
+import { NamespaceStore } from "../metadata/namespaces.ts";
+import { Exchange } from "../events/exchange.ts";
+import { type Daemon, type Plugin, ServiceRegistry } from "../api/plugins.ts";
+import { allPlugins } from "../api/services/mod.ts";
+import { VERSION } from "../version.ts";
+
+export const DAEMON_HELP = `Usage: berth daemon [options]
+
+Runs the berth daemon: the containerd API v1 over gRPC on a unix socket.
+
+Options:
+  --root DIR         persistent state (content, snapshots, meta.db) [/var/lib/berth]
+  --state DIR        runtime state, lost at reboot (sockets, shim state) [/run/berth]
+  --address SOCK     the gRPC socket [/run/berth/berth.sock, or STATE/berth.sock]
+  --config FILE      TOML configuration [/etc/berth/config.toml, if present]
+  --log-level LEVEL  trace, debug, info, warn or error [info]
+  -h, --help         show this help
+`;
+
+/** A running daemon; `close()` stops serving and releases everything. */
+export class RunningDaemon {
+  readonly daemon: Daemon;
+  readonly plugins: readonly Plugin[];
+  #server: grpc.Server;
+  #closers: Array<() => void | Promise<void>>;
+  constructor(
+    daemon: Daemon,
+    server: grpc.Server,
+    plugins: readonly Plugin[],
+    closers: Array<() => void | Promise<void>>,
+  ) {
+    this.daemon = daemon;
+    this.#server = server;
+    this.plugins = plugins;
+    this.#closers = closers;
+  }
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.#server.forceShutdown();
+        resolve();
+      }, 5000);
+      this.#server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    for (const fn of this.#closers.reverse()) {
+      try {
+        await fn();
+      } catch (e) {
+        this.daemon.log.warn("shutdown step failed", { error: e });
+      }
+    }
+  }
+}
+
+async function listen(server: grpc.Server, config: Config): Promise<void> {
+  const sock = config.address;
+  await Deno.mkdir(sock.slice(0, sock.lastIndexOf("/")) || "/", { recursive: true, mode: 0o711 });
+  // A stale socket from a crashed daemon: remove it only if nobody answers on it.
+  try {
+    const conn = await Deno.connect({ transport: "unix", path: sock });
+    conn.close();
+    throw new Error(`Cannot listen on ${sock}: another daemon is serving there`);
+  } catch (e) {
+    if (e instanceof Error && e.message.startsWith("Cannot listen")) throw e;
+    await Deno.remove(sock).catch(() => {});
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.bindAsync(`unix:${sock}`, grpc.ServerCredentials.createInsecure(), (err) => {
+      if (err) reject(new Error(`Cannot listen on ${sock}: ${err.message}`));
+      else resolve();
+    });
+  });
+  await Deno.chmod(sock, 0o660);
+  await Deno.chown(sock, 0, config.gid).catch(() => {});
+}
+
+/** Starts a daemon with `config`; used by `berth daemon` and by tests. */
+export async function startDaemon(config: Config, log: Logger): Promise<RunningDaemon> {
+  await Deno.mkdir(config.root, { recursive: true, mode: 0o711 });
+  await Deno.mkdir(config.state, { recursive: true, mode: 0o711 });
+  const db = new MetaDb(`${config.root}/meta.db`);
+  const closers: Array<() => void | Promise<void>> = [() => db.close()];
+  const daemon: Daemon = {
+    config,
+    log,
+    db,
+    namespaces: new NamespaceStore(db),
+    events: new Exchange(),
+    uuid: db.serverValue("uuid", () => crypto.randomUUID()),
+    onClose: (fn) => closers.push(fn),
+  };
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": 16 << 20,
+    "grpc.max_send_message_length": 16 << 20,
+  });
+  const registry = new ServiceRegistry(server, log);
+  const plugins = allPlugins();
+  for (const p of plugins) {
+    await p.register({ daemon, server: registry });
+    log.debug("plugin registered", { type: p.type, id: p.id });
+  }
+  await listen(server, config);
+  log.info("serving", { address: config.address, root: config.root, version: VERSION });
+  return new RunningDaemon(daemon, server, plugins, closers);
+}
+
+export async function daemonMain(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      root: { type: "string" },
+      state: { type: "string" },
+      address: { type: "string", short: "a" },
+      config: { type: "string", short: "c" },
+      "log-level": { type: "string", short: "l" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log(DAEMON_HELP);
+    return 0;
+  }
+  const configFile = values.config ?? DEFAULT_CONFIG_FILE;
+  const file = await readConfigFile(configFile, values.config !== undefined);
+  const flags: ConfigInput = {};
+  if (values.root) flags.root = values.root;
+  if (values.state) flags.state = values.state;
+  if (values.address) flags.address = values.address;
+  if (values["log-level"]) flags.logLevel = values["log-level"];
+  const config = resolveConfig(file, flags, configFile);
+  const log = new Logger(config.logLevel);
+  const running = await startDaemon(config, log);
+  const { promise: stopped, resolve } = Promise.withResolvers<string>();
+  for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => resolve(sig));
+  const sig = await stopped;
+  log.info("shutting down", { signal: sig });
+  await running.close();
+  await Deno.remove(config.address).catch(() => {});
+  log.info("stopped");
+  return 0;
+}

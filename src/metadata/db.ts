@@ -1,0 +1,159 @@
+/**
+ * The metadata database: one SQLite file (`<root>/meta.db`) in WAL mode.
+ * The schema is versioned through `PRAGMA user_version`; each entry of
+ * {@link MIGRATIONS} moves it one version forward inside a transaction.
+ * Later parts of berth append migrations; never edit a released one.
+ */
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: namespaces, images, content records, ingests, leases.
+  `
+  CREATE TABLE server (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE namespaces (
+    name TEXT PRIMARY KEY,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE images (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    name TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    media_type TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    annotations TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+  );
+  -- A blob is visible in a namespace only through a row here; the bytes live
+  -- once on disk under content/blobs.
+  CREATE TABLE content (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, digest)
+  );
+  CREATE INDEX content_digest ON content(digest);
+  CREATE TABLE ingests (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    ref TEXT NOT NULL,
+    expected TEXT NOT NULL DEFAULT '',
+    total INTEGER NOT NULL DEFAULT 0,
+    labels TEXT NOT NULL DEFAULT '{}',
+    started_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, ref)
+  );
+  CREATE TABLE leases (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    id TEXT NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (namespace, id)
+  );
+  CREATE TABLE lease_resources (
+    namespace TEXT NOT NULL,
+    lease TEXT NOT NULL,
+    type TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (namespace, lease, type, id),
+    FOREIGN KEY (namespace, lease) REFERENCES leases(namespace, id) ON DELETE CASCADE
+  );
+  `,
+];
+
+export type Row = Record<string, SQLInputValue>;
+export type Labels = Record<string, string>;
+
+/** Parses a labels column. */
+export function labelsOf(s: unknown): Labels {
+  return typeof s === "string" && s ? JSON.parse(s) as Labels : {};
+}
+
+export class MetaDb {
+  readonly db: DatabaseSync;
+  #depth = 0;
+
+  constructor(path: string) {
+    this.db = new DatabaseSync(path);
+    this.db.exec("PRAGMA journal_mode = WAL");
+    // FULL: a committed transaction survives power loss, not only a crash.
+    this.db.exec("PRAGMA synchronous = FULL");
+    this.db.exec("PRAGMA foreign_keys = ON");
+    this.db.exec("PRAGMA busy_timeout = 5000");
+    this.#migrate();
+  }
+
+  get schemaVersion(): number {
+    return Number((this.db.prepare("PRAGMA user_version").get() as Row).user_version);
+  }
+
+  #migrate() {
+    const from = this.schemaVersion;
+    if (from > MIGRATIONS.length) {
+      throw new Error(
+        `Cannot open metadata: schema version ${from} is newer than this berth knows (${MIGRATIONS.length})`,
+      );
+    }
+    for (let v = from; v < MIGRATIONS.length; v++) {
+      this.tx(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.exec(`PRAGMA user_version = ${v + 1}`);
+      });
+    }
+  }
+
+  /** Runs `fn` in a transaction (nested calls join the outer one). */
+  tx<T>(fn: () => T): T {
+    if (this.#depth > 0) {
+      this.#depth++;
+      try {
+        return fn();
+      } finally {
+        this.#depth--;
+      }
+    }
+    this.db.exec("BEGIN IMMEDIATE");
+    this.#depth = 1;
+    try {
+      const r = fn();
+      this.db.exec("COMMIT");
+      return r;
+    } catch (e) {
+      this.db.exec("ROLLBACK");
+      throw e;
+    } finally {
+      this.#depth = 0;
+    }
+  }
+
+  get(sql: string, ...params: SQLInputValue[]): Row | undefined {
+    return this.db.prepare(sql).get(...params) as Row | undefined;
+  }
+
+  all(sql: string, ...params: SQLInputValue[]): Row[] {
+    return this.db.prepare(sql).all(...params) as Row[];
+  }
+
+  run(sql: string, ...params: SQLInputValue[]): number {
+    return Number(this.db.prepare(sql).run(...params).changes);
+  }
+
+  /** A value of the server table, created by `make` on first use. */
+  serverValue(key: string, make: () => string): string {
+    const row = this.get("SELECT value FROM server WHERE key = ?", key);
+    if (row) return String(row.value);
+    const v = make();
+    this.run("INSERT INTO server (key, value) VALUES (?, ?)", key, v);
+    return v;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
