@@ -143,7 +143,8 @@ export function addService<S extends GenServiceMethods>(
       | undefined;
     const path = `/${service.typeName}/${m.name}`;
     if (!fn) continue; // grpc-js answers UNIMPLEMENTED for unregistered methods.
-    const h = fn.bind(impl);
+    // async: a handler that throws synchronously still becomes a rejected promise.
+    const h = async (...args: unknown[]) => await fn.apply(impl, args);
     switch (m.methodKind) {
       case "unary":
         handlers[m.localName] = (

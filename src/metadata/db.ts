@@ -1,12 +1,12 @@
 /**
  * The metadata database: one SQLite file (`<root>/meta.db`) in WAL mode.
- * The schema is versioned through `PRAGMA user_version`; each entry of
- * {@link MIGRATIONS} moves it one version forward inside a transaction.
- * Later parts of berth append migrations; never edit a released one.
+ * Each part of berth owns a schema module with its own list of migrations
+ * (`db.migrate("content", [...])`); the `schema` table records how far each
+ * module has come. Append migrations; never edit a released one.
  */
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 
-export const MIGRATIONS: readonly string[] = [
+export const CORE_MIGRATIONS: readonly string[] = [
   // 1: namespaces, images, content records, ingests, leases.
   `
   CREATE TABLE server (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,24 +86,34 @@ export class MetaDb {
     this.db.exec("PRAGMA synchronous = FULL");
     this.db.exec("PRAGMA foreign_keys = ON");
     this.db.exec("PRAGMA busy_timeout = 5000");
-    this.#migrate();
+    this.db.exec(
+      "CREATE TABLE IF NOT EXISTS schema (module TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+    );
+    this.migrate("core", CORE_MIGRATIONS);
   }
 
-  get schemaVersion(): number {
-    return Number((this.db.prepare("PRAGMA user_version").get() as Row).user_version);
+  /** The schema version of `module` (0 when it never migrated). */
+  schemaVersion(module: string): number {
+    const row = this.get("SELECT version FROM schema WHERE module = ?", module);
+    return row ? Number(row.version) : 0;
   }
 
-  #migrate() {
-    const from = this.schemaVersion;
-    if (from > MIGRATIONS.length) {
+  /** Brings `module`'s tables up to date, one transaction per migration. */
+  migrate(module: string, migrations: readonly string[]): void {
+    const from = this.schemaVersion(module);
+    if (from > migrations.length) {
       throw new Error(
-        `Cannot open metadata: schema version ${from} is newer than this berth knows (${MIGRATIONS.length})`,
+        `Cannot open metadata: schema "${module}" is at version ${from}, newer than this berth knows (${migrations.length})`,
       );
     }
-    for (let v = from; v < MIGRATIONS.length; v++) {
+    for (let v = from; v < migrations.length; v++) {
       this.tx(() => {
-        this.db.exec(MIGRATIONS[v]!);
-        this.db.exec(`PRAGMA user_version = ${v + 1}`);
+        this.db.exec(migrations[v]!);
+        this.run(
+          "INSERT INTO schema (module, version) VALUES (?, ?) ON CONFLICT(module) DO UPDATE SET version = excluded.version",
+          module,
+          v + 1,
+        );
       });
     }
   }

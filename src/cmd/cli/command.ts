@@ -3,7 +3,6 @@
  * tables, JSON output and label arguments.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { invalidArgument } from "../../core/errdefs.ts";
 import type { Client } from "./client.ts";
 
 export interface Globals {
@@ -26,6 +25,14 @@ export interface Command {
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
+/** A mistake in the command line itself: printed with exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
 /** Thrown to print a help text and exit 0. */
 export class HelpRequested extends Error {
   readonly text: string;
@@ -44,7 +51,7 @@ export function parse<O extends Options>(args: string[], options: O, help: strin
   try {
     parsed = parseArgs({ args, options: all, allowPositionals: true, strict: true });
   } catch (e) {
-    throw invalidArgument(`${(e as Error).message.replace(/\. To specify.*$/s, "")}\n\n${help}`);
+    throw new UsageError(`${(e as Error).message.replace(/\. To specify.*$/s, "")}\n\n${help}`);
   }
   if ((parsed.values as Record<string, unknown>).help) throw new HelpRequested(help);
   return parsed;
@@ -62,7 +69,7 @@ export async function dispatch(
     throw new HelpRequested(help);
   }
   const fn = subs[sub];
-  if (!fn) throw invalidArgument(`unknown subcommand "${sub}"\n\n${help}`);
+  if (!fn) throw new UsageError(`unknown subcommand "${sub}"\n\n${help}`);
   return await fn(g, rest);
 }
 
@@ -86,7 +93,7 @@ export function parseLabels(args: string[]): Record<string, string> {
   for (const a of args) {
     const i = a.indexOf("=");
     const k = i < 0 ? a : a.slice(0, i);
-    if (!k) throw invalidArgument(`label "${a}" has no key`);
+    if (!k) throw new UsageError(`label "${a}" has no key`);
     out[k] = i < 0 ? "" : a.slice(i + 1);
   }
   return out;

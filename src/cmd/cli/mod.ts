@@ -3,11 +3,10 @@
  * Each verb lives in its own file and is loaded only when called, so a call
  * pays only for what it uses.
  */
-import { invalidArgument, isKind } from "../../core/errdefs.ts";
 import { DEFAULT_ADDRESS } from "../../config/config.ts";
 import { formatError } from "../../util/errors.ts";
 import type { Command, Globals } from "./command.ts";
-import { HelpRequested } from "./command.ts";
+import { HelpRequested, UsageError } from "./command.ts";
 import { Client } from "./client.ts";
 
 /** Verb name → loader. Aliases map to the same loader. */
@@ -63,7 +62,7 @@ function takeGlobals(args: string[]): { address: string; namespace: string; rest
     const value = () => {
       if (eq > 0) return a.slice(eq + 1);
       const v = args[++i];
-      if (v === undefined) throw invalidArgument(`option ${name} needs a value`);
+      if (v === undefined) throw new UsageError(`option ${name} needs a value`);
       return v;
     };
     if (name === "-a" || name === "--address") address = value();
@@ -87,7 +86,7 @@ export async function cliMain(args: string[]): Promise<number> {
     if (verb === "-v" || verb === "--version") verbArgs.unshift("--client");
     const name = verb === "-v" || verb === "--version" ? "version" : ALIASES[verb] ?? verb;
     const load = VERBS[name];
-    if (!load) throw invalidArgument(`unknown command "${verb}"; run 'berth --help' for the list`);
+    if (!load) throw new UsageError(`unknown command "${verb}"; run 'berth --help' for the list`);
     const cmd = await load();
     const g: Globals = {
       address,
@@ -103,7 +102,7 @@ export async function cliMain(args: string[]): Promise<number> {
       return 0;
     }
     err(formatError(e));
-    return isKind(e, "invalid_argument") ? 2 : 1;
+    return e instanceof UsageError ? 2 : 1;
   } finally {
     client?.close();
   }

@@ -1,5 +1,4 @@
 import { Namespaces } from "../../gen/containerd/services/namespaces/v1/namespace_pb.ts";
-import { invalidArgument } from "../../core/errdefs.ts";
 import {
   type Command,
   dispatch,
@@ -8,6 +7,7 @@ import {
   parseLabels,
   table,
   toJson,
+  UsageError,
 } from "./command.ts";
 
 const HELP = `Usage: berth namespaces <command>
@@ -47,7 +47,7 @@ export const namespacesCommand: Command = {
       async create(g, args) {
         const { positionals } = parse(args, {}, HELP);
         const [name, ...labels] = positionals;
-        if (!name) throw invalidArgument("namespaces create: a NAME is required");
+        if (!name) throw new UsageError("namespaces create: a NAME is required");
         await g.client().call(Namespaces, "create", {
           namespace: { name, labels: parseLabels(labels) },
         });
@@ -56,7 +56,7 @@ export const namespacesCommand: Command = {
       async rm(g, args) {
         const { positionals } = parse(args, {}, HELP);
         if (positionals.length === 0) {
-          throw invalidArgument("namespaces rm: at least one NAME is required");
+          throw new UsageError("namespaces rm: at least one NAME is required");
         }
         let failed = 0;
         for (const name of positionals) {
@@ -73,7 +73,7 @@ export const namespacesCommand: Command = {
       async label(g, args) {
         const { positionals } = parse(args, {}, HELP);
         const [name, ...labels] = positionals;
-        if (!name) throw invalidArgument("namespaces label: a NAME is required");
+        if (!name) throw new UsageError("namespaces label: a NAME is required");
         const set = parseLabels(labels);
         const paths = Object.keys(set).map((k) => `labels.${k}`);
         const res = await g.client().call(Namespaces, "update", {
