@@ -10,6 +10,7 @@ import type { Logger } from "../util/log.ts";
 import type { Config } from "../config/config.ts";
 import type { MetaDb } from "../metadata/db.ts";
 import type { NamespaceStore } from "../metadata/namespaces.ts";
+import type { LeaseStore } from "../metadata/leases.ts";
 import type { Exchange } from "../events/exchange.ts";
 
 /** What every plugin can use: the resolved config and the shared stores. */
@@ -18,6 +19,7 @@ export interface Daemon {
   log: Logger;
   db: MetaDb;
   namespaces: NamespaceStore;
+  leases: LeaseStore;
   events: Exchange;
   /** Stable across restarts; reported by introspection's Server call. */
   uuid: string;

@@ -13,6 +13,7 @@ import {
 import { Logger } from "../util/log.ts";
 import { MetaDb } from "../metadata/db.ts";
 import { NamespaceStore } from "../metadata/namespaces.ts";
+import { LeaseStore } from "../metadata/leases.ts";
 import { Exchange } from "../events/exchange.ts";
 import { type Daemon, type Plugin, ServiceRegistry } from "../api/plugins.ts";
 import { allPlugins } from "../api/services/mod.ts";
@@ -97,11 +98,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<RunningD
   await Deno.mkdir(config.state, { recursive: true, mode: 0o711 });
   const db = new MetaDb(`${config.root}/meta.db`);
   const closers: Array<() => void | Promise<void>> = [() => db.close()];
+  const namespaces = new NamespaceStore(db);
   const daemon: Daemon = {
     config,
     log,
     db,
-    namespaces: new NamespaceStore(db),
+    namespaces,
+    leases: new LeaseStore(db, namespaces),
     events: new Exchange(),
     uuid: db.serverValue("uuid", () => crypto.randomUUID()),
     onClose: (fn) => closers.push(fn),
