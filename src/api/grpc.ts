@@ -161,7 +161,9 @@ export function addService<S extends GenServiceMethods>(
           h(call.request, ctx, sender(call)).then(
             () => call.end(),
             (err) => {
-              if (!call.cancelled) call.destroy(failure(err, log, path));
+              // emit, not destroy: grpc-js sends the status from its error handler;
+              // a destroyed stream never sends one and the client hangs.
+              if (!call.cancelled) call.emit("error", failure(err, log, path));
             },
           );
         };
@@ -181,7 +183,9 @@ export function addService<S extends GenServiceMethods>(
           h(readAll(call), ctx, sender(call)).then(
             () => call.end(),
             (err) => {
-              if (!call.cancelled) call.destroy(failure(err, log, path));
+              // emit, not destroy: grpc-js sends the status from its error handler;
+              // a destroyed stream never sends one and the client hangs.
+              if (!call.cancelled) call.emit("error", failure(err, log, path));
             },
           );
         };

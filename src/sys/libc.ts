@@ -18,6 +18,17 @@ const SYMBOLS = {
   mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
   // int umount2(const char *target, int flags);
   umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  // int fsopen(const char *fsname, unsigned int flags);  (glibc 2.36, kernel 5.2)
+  fsopen: { parameters: ["buffer", "u32"], result: "i32" },
+  // int fsconfig(int fd, unsigned int cmd, const char *key, const void *value, int aux);
+  fsconfig: { parameters: ["i32", "u32", "buffer", "buffer", "i32"], result: "i32" },
+  // int fsmount(int fd, unsigned int flags, unsigned int attr_flags);
+  fsmount: { parameters: ["i32", "u32", "u32"], result: "i32" },
+  // int move_mount(int from_dfd, const char *from_path, int to_dfd, const char *to_path,
+  //                unsigned int flags);
+  move_mount: { parameters: ["i32", "buffer", "i32", "buffer", "u32"], result: "i32" },
+  // ssize_t read(int fd, void *buf, size_t count);  (fs-context error messages)
+  read: { parameters: ["i32", "buffer", "usize"], result: "i64" },
   // int prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5);
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   // pid_t waitpid(pid_t pid, int *wstatus, int options);
@@ -32,16 +43,31 @@ const SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   // int close(int fd);
   close: { parameters: ["i32"], result: "i32" },
+  // ssize_t write(int fd, const void *buf, size_t count);  (layer apply: sync, big chunks)
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // int fchown(int fd, uid_t owner, gid_t group);
+  fchown: { parameters: ["i32", "u32", "u32"], result: "i32" },
+  // int fchmod(int fd, mode_t mode);
+  fchmod: { parameters: ["i32", "u32"], result: "i32" },
+  // int futimens(int fd, const struct timespec times[2]);
+  futimens: { parameters: ["i32", "buffer"], result: "i32" },
   // int socket(int domain, int type, int protocol);
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // int bind(int fd, const struct sockaddr *addr, socklen_t len);
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   // int listen(int fd, int backlog);
   listen: { parameters: ["i32", "i32"], result: "i32" },
-  // int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);  (blocks: pool thread)
-  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32", nonblocking: true },
-  // ssize_t recvmsg(int fd, struct msghdr *msg, int flags);  (blocks: pool thread)
-  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i64", nonblocking: true },
+  // int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+  // (synchronous, for errno: call it on an O_NONBLOCK socket once poll says it is ready)
+  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
+  // ssize_t recvmsg(int fd, struct msghdr *msg, int flags);  (synchronous, as accept4)
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i64" },
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  (blocks: pool thread)
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  // int fcntl(int fd, int cmd, int arg);  (the int-argument form of the variadic call)
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int eventfd(unsigned int initval, int flags);
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
   // int ioctl(int fd, unsigned long request, void *arg);
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   // int lchown(const char *path, uid_t owner, gid_t group);

@@ -25,25 +25,26 @@ export const namespacesPlugin: Plugin = {
           namespaces: store.list().filter((n) => filter.match(adaptObject({ ...n }))),
         });
       },
-      create(req) {
+      create(req, ctx) {
         if (!req.namespace) throw invalidArgument("namespace must be given");
         const ns = store.create(req.namespace.name, req.namespace.labels);
-        events.publish(ns.name, "/namespaces/create", NamespaceCreateSchema, ns);
+        // Published in the caller's namespace, as containerd does.
+        events.publish(ctx.namespaceOrUndefined ?? "default", "/namespaces/create", NamespaceCreateSchema, ns);
         return Promise.resolve({ namespace: ns });
       },
-      update(req) {
+      update(req, ctx) {
         if (!req.namespace) throw invalidArgument("namespace must be given");
         const ns = store.update(
           req.namespace.name,
           req.namespace.labels,
           req.updateMask?.paths ?? [],
         );
-        events.publish(ns.name, "/namespaces/update", NamespaceUpdateSchema, ns);
+        events.publish(ctx.namespaceOrUndefined ?? "default", "/namespaces/update", NamespaceUpdateSchema, ns);
         return Promise.resolve({ namespace: ns });
       },
-      delete(req) {
+      delete(req, ctx) {
         store.delete(req.name);
-        events.publish(req.name, "/namespaces/delete", NamespaceDeleteSchema, { name: req.name });
+        events.publish(ctx.namespaceOrUndefined ?? "default", "/namespaces/delete", NamespaceDeleteSchema, { name: req.name });
         return Promise.resolve({});
       },
     });

@@ -143,5 +143,6 @@ export class Client {
   close(): void {
     for (const c of this.#clients.values()) c.close();
     this.#clients.clear();
+    this.#channel = undefined;
   }
 }
