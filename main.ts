@@ -10,9 +10,10 @@ async function main(args: string[]): Promise<number> {
       const { daemonMain } = await import("./src/cmd/daemon.ts");
       return await daemonMain(args.slice(1));
     }
-    case "shim":
-      console.error("berth shim: not implemented yet");
-      return 1;
+    case "shim": {
+      const { shimMain } = await import("./src/cmd/shim.ts");
+      return await shimMain(args.slice(1));
+    }
     default: {
       const { cliMain } = await import("./src/cmd/cli/mod.ts");
       return await cliMain(args);

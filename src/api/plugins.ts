@@ -11,7 +11,14 @@ import type { Config } from "../config/config.ts";
 import type { MetaDb } from "../metadata/db.ts";
 import type { NamespaceStore } from "../metadata/namespaces.ts";
 import type { LeaseStore } from "../metadata/leases.ts";
+import type { ContentStore } from "../metadata/content.ts";
+import type { ContainerStore } from "../metadata/containers.ts";
+import type { ImageStore } from "../metadata/images.ts";
 import type { Exchange } from "../events/exchange.ts";
+import type { Snapshotter } from "../snapshots/snapshotter.ts";
+import type { Puller } from "../images/pull.ts";
+import type { SnapshotUnpacker } from "../images/unpack.ts";
+import type { Collector } from "../gc/gc.ts";
 
 /** What every plugin can use: the resolved config and the shared stores. */
 export interface Daemon {
@@ -20,7 +27,18 @@ export interface Daemon {
   db: MetaDb;
   namespaces: NamespaceStore;
   leases: LeaseStore;
+  /** Namespaced content over the blobs under `<root>/content`. */
+  content: ContentStore;
+  containers: ContainerStore;
+  images: ImageStore;
   events: Exchange;
+  /** Snapshotters by name ("overlayfs", "native"), filled by their plugins. */
+  snapshotters: Map<string, Snapshotter>;
+  /** Server-side pulls (berth's Transfer service). */
+  puller: Puller;
+  unpacker: SnapshotUnpacker;
+  /** Garbage collection over every store. */
+  gc: Collector;
   /** Stable across restarts; reported by introspection's Server call. */
   uuid: string;
   /** Callbacks run at shutdown, in reverse order of registration. */

@@ -14,7 +14,16 @@ import { Logger } from "../util/log.ts";
 import { MetaDb } from "../metadata/db.ts";
 import { NamespaceStore } from "../metadata/namespaces.ts";
 import { LeaseStore } from "../metadata/leases.ts";
+import { ContentStore } from "../metadata/content.ts";
+import { LocalContentStore } from "../content/store.ts";
+import { ContainerStore } from "../metadata/containers.ts";
+import { ImageStore } from "../metadata/images.ts";
 import { Exchange } from "../events/exchange.ts";
+import type { Snapshotter } from "../snapshots/mod.ts";
+import { Puller } from "../images/pull.ts";
+import { SnapshotUnpacker } from "../images/unpack.ts";
+import { RegistryClient } from "../remotes/mod.ts";
+import { buildCollector } from "../gc/participants.ts";
 import { type Daemon, type Plugin, ServiceRegistry } from "../api/plugins.ts";
 import { allPlugins } from "../api/services/mod.ts";
 import { VERSION } from "../version.ts";
@@ -99,13 +108,38 @@ export async function startDaemon(config: Config, log: Logger): Promise<RunningD
   const db = new MetaDb(`${config.root}/meta.db`);
   const closers: Array<() => void | Promise<void>> = [() => db.close()];
   const namespaces = new NamespaceStore(db);
+  const leases = new LeaseStore(db, namespaces);
+  const local = new LocalContentStore(`${config.root}/content`, log);
+  const content = new ContentStore({ db, namespaces, leases, local, log });
+  const containers = new ContainerStore(db, namespaces);
+  const images = new ImageStore(db, namespaces);
+  // Filled by the snapshotter plugins at registration; shared by reference.
+  const snapshotters = new Map<string, Snapshotter>();
+  const unpacker = new SnapshotUnpacker({ snapshotters, content, leases, log });
+  const configDir = config.configFile.slice(0, config.configFile.lastIndexOf("/")) || "/";
   const daemon: Daemon = {
     config,
     log,
     db,
     namespaces,
-    leases: new LeaseStore(db, namespaces),
+    leases,
+    content,
+    containers,
+    images,
     events: new Exchange(),
+    snapshotters,
+    unpacker,
+    puller: new Puller({
+      content,
+      images,
+      leases,
+      registry: (opts) => new RegistryClient({ configDir, ...opts }),
+      unpacker,
+      defaultSnapshotter: config.snapshotter,
+      maxConcurrentDownloads: config.maxConcurrentDownloads,
+      log,
+    }),
+    gc: buildCollector({ db, content, containers, snapshotters, log }),
     uuid: db.serverValue("uuid", () => crypto.randomUUID()),
     onClose: (fn) => closers.push(fn),
   };

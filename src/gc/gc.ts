@@ -64,10 +64,16 @@ export interface GcStats {
 export class Collector {
   #parts = new Map<string, GcParticipant>();
   #extraRoots: Array<() => Iterable<GcNode>> = [];
+  #later: Array<() => Iterable<GcParticipant>> = [];
   #running: Promise<GcStats> | undefined;
 
   register(p: GcParticipant): void {
     this.#parts.set(p.kind, p);
+  }
+
+  /** Participants known only later (snapshotters register after start-up): asked at each run. */
+  registerLater(fn: () => Iterable<GcParticipant>): void {
+    this.#later.push(fn);
   }
 
   /** Adds a source of roots that owns no nodes itself (leases, containers). */
@@ -98,6 +104,7 @@ export class Collector {
 
   async #collect(): Promise<GcStats> {
     const start = performance.now();
+    for (const fn of this.#later) for (const p of fn()) if (!this.#parts.has(p.kind)) this.register(p);
     const marked = this.mark();
     const removed: Record<string, number> = {};
     for (const p of this.#parts.values()) {

@@ -1,4 +1,9 @@
 import { Containers as ContainersService } from "../../gen/containerd/services/containers/v1/containers_pb.ts";
+import {
+  ContainerCreateSchema,
+  ContainerDeleteSchema,
+  ContainerUpdateSchema,
+} from "../../gen/containerd/events/container_pb.ts";
 import { invalidArgument } from "../../core/errdefs.ts";
 import type { Plugin } from "../plugins.ts";
 
@@ -16,18 +21,31 @@ export const containersPlugin: Plugin = {
       },
       create(req, ctx) {
         if (!req.container) throw invalidArgument("container must be given");
-        const container = store.create(ctx.namespace(), req.container);
+        const ns = ctx.namespace();
+        const container = store.create(ns, req.container);
+        daemon.events.publish(ns, "/containers/create", ContainerCreateSchema, {
+          id: container.id,
+          image: container.image,
+          runtime: { name: container.runtime?.name ?? "", options: container.runtime?.options },
+        });
         return Promise.resolve({ container });
       },
       update(req, ctx) {
         if (!req.container) throw invalidArgument("container must be given");
-        const container = store.update(ctx.namespace(), req.container, req.updateMask?.paths ?? []);
+        const ns = ctx.namespace();
+        const container = store.update(ns, req.container, req.updateMask?.paths ?? []);
+        daemon.events.publish(ns, "/containers/update", ContainerUpdateSchema, {
+          id: container.id,
+          image: container.image,
+          labels: container.labels,
+          snapshotKey: container.snapshotKey,
+        });
         return Promise.resolve({ container });
       },
       delete(req, ctx) {
         const ns = ctx.namespace();
-        const container = store.get(ns, req.id);
         store.delete(ns, req.id);
+        daemon.events.publish(ns, "/containers/delete", ContainerDeleteSchema, { id: req.id });
         return Promise.resolve({});
       },
     });

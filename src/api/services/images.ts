@@ -80,15 +80,16 @@ export const imagesPlugin: Plugin = {
         });
         return Promise.resolve({ image: imageToProto(img) });
       },
-      delete(req, ctx) {
+      async delete(req, ctx) {
         const ns = ctx.namespace();
         store.delete(ns, req.name);
         daemon.log.debug("image deleted", { namespace: ns, name: req.name });
         events.publish(ns, "/images/delete", ImageDeleteSchema, { name: req.name });
-        // `sync` asks to wait for garbage collection of what the image held;
-        // the metadata GC (a later part of berth) honours it. Until then an
-        // image holds nothing but its row, which is gone already.
-        return Promise.resolve({});
+        // What the image held is collected now; `sync` waits for it.
+        const gc = daemon.gc.collect();
+        if (req.sync) await gc;
+        else gc.catch((e) => daemon.log.warn("gc failed", { error: e }));
+        return {};
       },
     });
   },

@@ -30,11 +30,13 @@ export const leasesPlugin: Plugin = {
         daemon.log.debug("lease created", { namespace: ns, id: lease.id });
         return Promise.resolve({ lease: toProto(lease) });
       },
-      delete(req, ctx) {
+      async delete(req, ctx) {
         store.delete(ctx.namespace(), req.id);
-        // `sync` asks to wait for garbage collection of what the lease
-        // protected; the metadata GC (a later part of berth) honours it.
-        return Promise.resolve({});
+        // What only the lease protected is collected now; `sync` waits for it.
+        const gc = daemon.gc.collect();
+        if (req.sync) await gc;
+        else gc.catch((e) => daemon.log.warn("gc failed", { error: e }));
+        return {};
       },
       list: (req, ctx) =>
         Promise.resolve({ leases: store.list(ctx.namespace(), req.filters).map(toProto) }),

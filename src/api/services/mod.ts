@@ -4,6 +4,13 @@ import { versionPlugin } from "./version.ts";
 import { introspectionPlugin } from "./introspection.ts";
 import { namespacesPlugin } from "./namespaces.ts";
 import { eventsPlugin } from "./events.ts";
+import { nativePlugin, overlayfsPlugin, snapshotsPlugin } from "./snapshots.ts";
+import { contentPlugin, contentStorePlugin } from "./content.ts";
+import { imagesPlugin } from "./images.ts";
+import { leasesPlugin } from "./leases.ts";
+import { containersPlugin } from "./containers.ts";
+import { diffPlugin } from "./diff.ts";
+import { transferPlugin } from "./transfer.ts";
 
 export function allPlugins(): Plugin[] {
   const list: Plugin[] = [
@@ -11,6 +18,16 @@ export function allPlugins(): Plugin[] {
     versionPlugin,
     namespacesPlugin,
     eventsPlugin,
+    overlayfsPlugin,
+    nativePlugin,
+    snapshotsPlugin,
+    contentStorePlugin,
+    contentPlugin,
+    imagesPlugin,
+    leasesPlugin,
+    containersPlugin,
+    diffPlugin,
+    transferPlugin,
   ];
   list.push(introspectionPlugin(() => list));
   return list;

@@ -17,11 +17,21 @@ const VERBS: Record<string, () => Promise<Command>> = {
   content: async () => (await import("./content.ts")).contentCommand,
   leases: async () => (await import("./leases.ts")).leasesCommand,
   events: async () => (await import("./events.ts")).eventsCommand,
+  snapshots: async () => (await import("./snapshots.ts")).snapshotsCommand,
+  pull: async () => (await import("./pull.ts")).pullCommand,
+  images: async () => (await import("./images.ts")).imagesCommand,
+  rmi: async () => (await import("./images.ts")).rmiCommand,
+  import: async () => (await import("./import.ts")).importCommand,
+  export: async () => (await import("./export.ts")).exportCommand,
+  mount: async () => (await import("./mount.ts")).mountCommand,
+  unmount: async () => (await import("./mount.ts")).unmountCommand,
 };
 const ALIASES: Record<string, string> = {
   ns: "namespaces",
   namespace: "namespaces",
   lease: "leases",
+  snapshot: "snapshots",
+  image: "images",
 };
 
 /** One line per verb for the top-level help; kept here so --help loads nothing. */
@@ -32,6 +42,14 @@ const SUMMARIES: Array<[string, string]> = [
   ["content", "Manage content blobs (ls, get, ingest, rm, label)"],
   ["leases", "Manage leases (ls, create, rm)"],
   ["events", "Stream the daemon's events"],
+  ["snapshots", "Manage snapshots (ls, info, rm, mounts, usage, prepare, view, commit)"],
+  ["pull", "Pull an image from a registry, with progress"],
+  ["images", "Manage images (ls, rm, tag, inspect)"],
+  ["rmi", "Remove images"],
+  ["import", "Import images from an OCI layout or docker save tar"],
+  ["export", "Export images to an OCI layout (or Docker) tar"],
+  ["mount", "Mount an image's root filesystem on a directory"],
+  ["unmount", "Unmount a directory mounted by berth mount"],
 ];
 
 export const MAIN_HELP = `Usage: berth [global options] <command> [args]

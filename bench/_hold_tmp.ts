@@ -1,0 +1,11 @@
+import * as grpc from "@grpc/grpc-js";
+import { grpcDefinition } from "../src/api/grpc.ts";
+import { Version } from "../src/gen/containerd/services/version/v1/version_pb.ts";
+const Ctor = grpc.makeGenericClientConstructor(grpcDefinition(Version), "Version");
+const client = new Ctor(`unix:${Deno.args[0]}`, grpc.credentials.createInsecure());
+const call = () => new Promise<void>((res, rej) => (client as any).version({}, (e: any) => e ? rej(e) : res()));
+for (let i = 0; i < 100; i++) await Promise.all([call(), call(), call(), call()]);
+console.log("held");
+await new Promise((r) => setTimeout(r, 4000));
+console.log("client done");
+Deno.exit(0);

@@ -1,0 +1,13 @@
+import * as grpc from "@grpc/grpc-js";
+import { grpcDefinition } from "../src/api/grpc.ts";
+import { Version } from "../src/gen/containerd/services/version/v1/version_pb.ts";
+const sock = Deno.args[0]!;
+const n = Number(Deno.args[1]);
+const conc = Number(Deno.args[2] ?? 1);
+const Ctor = grpc.makeGenericClientConstructor(grpcDefinition(Version), "Version");
+const client = new Ctor(`unix:${sock}`, grpc.credentials.createInsecure());
+const call = () => new Promise<void>((res, rej) => (client as any).version({}, (e: any) => e ? rej(e) : res()));
+let done = 0;
+await Promise.all(Array.from({ length: conc }, async () => { while (done < n) { done++; await call(); } }));
+if (Deno.args[3] !== "noclose") client.close(); else Deno.exit(0);
+await new Promise((r) => setTimeout(r, 300));

@@ -1,0 +1,387 @@
+/**
+ * The server-side pull: resolve → fetch the root → choose manifests by
+ * platform → fetch configs and layers concurrently into the content store
+ * (verified, resumable, each blob once even across concurrent pulls) → unpack
+ * into snapshots → record the image. The image is recorded only when all of it
+ * is there, so a failed pull leaves no half image; what it fetched stays under
+ * an expiring lease, so a retry fetches only what is missing.
+ */
+import { BerthError, failedPrecondition, isKind, notFound } from "../core/errdefs.ts";
+import type { ContentStore } from "../metadata/content.ts";
+import type { Image, ImageStore } from "../metadata/images.ts";
+import type { LeaseStore } from "../metadata/leases.ts";
+import { EXPIRE_LABEL } from "../metadata/leases.ts";
+import type { Logger } from "../util/log.ts";
+import {
+  type Descriptor,
+  type ImageConfig,
+  isIndexType,
+  isManifestType,
+  type Manifest,
+  parseImageConfig,
+  parseIndex,
+  parseManifest,
+} from "../oci/image.ts";
+import { formatReference, parseReference } from "../oci/reference.ts";
+import { formatPlatform, hostPlatform, selectManifests } from "../oci/platforms.ts";
+import type { Fetcher, RegistryClient, RegistryClientOptions } from "../remotes/mod.ts";
+import { InFlight, Limiter } from "../remotes/mod.ts";
+
+/** One blob's progress, as the Transfer service streams it. */
+export interface BlobProgress {
+  digest: string;
+  mediaType: string;
+  offset: number;
+  total: number;
+  state: "waiting" | "downloading" | "exists" | "done" | "unpacking" | "unpacked";
+}
+
+export interface PullOptions {
+  reference: string;
+  platforms?: string[];
+  allPlatforms?: boolean;
+  plainHttp?: boolean;
+  user?: string;
+  snapshotter?: string;
+  skipUnpack?: boolean;
+  maxConcurrentDownloads?: number;
+  labels?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Called whenever a blob changes state or makes progress. */
+  onProgress?: (blobs: BlobProgress[], phase: string) => void;
+}
+
+export interface PullResult {
+  image: Image;
+  /** Bytes received from the registry (resumed bytes already on disk excluded). */
+  fetchedBytes: number;
+  manifests: Descriptor[];
+}
+
+/** Unpacks one image manifest's layers into a snapshotter; set by the daemon. */
+export interface Unpacker {
+  unpack(req: {
+    namespace: string;
+    snapshotter: string;
+    manifest: Manifest;
+    config: ImageConfig;
+    configDesc: Descriptor;
+    lease: string;
+    /** Resolves when layer i's blob is committed (layers may arrive out of order). */
+    layerReady(i: number): Promise<void>;
+    onLayer(digest: string, state: BlobProgress["state"]): void;
+    signal?: AbortSignal;
+  }): Promise<void>;
+}
+
+export interface PullerDeps {
+  content: ContentStore;
+  images: ImageStore;
+  leases: LeaseStore;
+  registry(opts: RegistryClientOptions): RegistryClient;
+  unpacker?: Unpacker;
+  defaultSnapshotter: string;
+  maxConcurrentDownloads: number;
+  log: Logger;
+}
+
+const PULL_LEASE_TTL_MS = 24 * 3600 * 1000;
+const GC_REF = "containerd.io/gc.ref.content";
+
+/** Labels a parent blob carries so GC keeps its children (containerd's names). */
+function childLabels(
+  kind: "index" | "manifest",
+  children: Descriptor[],
+  config?: Descriptor,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (kind === "index") children.forEach((d, i) => (out[`${GC_REF}.m.${i}`] = d.digest));
+  else {
+    if (config) out[`${GC_REF}.config`] = config.digest;
+    children.forEach((d, i) => (out[`${GC_REF}.l.${i}`] = d.digest));
+  }
+  return out;
+}
+
+function refFor(desc: Descriptor): string {
+  const kind = isIndexType(desc.mediaType)
+    ? "index"
+    : isManifestType(desc.mediaType)
+    ? "manifest"
+    : desc.mediaType.includes("config")
+    ? "config"
+    : "layer";
+  return `${kind}-${desc.digest}`;
+}
+
+export class Puller {
+  #d: PullerDeps;
+  /** Blobs being downloaded right now, daemon-wide: a second pull joins the first. */
+  #inflight = new InFlight<string, number>();
+
+  constructor(deps: PullerDeps) {
+    this.#d = deps;
+  }
+
+  async pull(ns: string, opts: PullOptions): Promise<PullResult> {
+    const d = this.#d;
+    const ref = parseReference(opts.reference);
+    const name = formatReference(ref);
+    const client = d.registry({
+      ...(opts.plainHttp ? { plainHttp: true } : {}),
+      ...(opts.user ? { user: opts.user } : {}),
+      log: d.log,
+    });
+    const progress = new Map<string, BlobProgress>();
+    let phase = "resolving";
+    let fetched = 0;
+    const emit = () => opts.onProgress?.([...progress.values()], phase);
+    const track = (desc: Descriptor, state: BlobProgress["state"], offset?: number) => {
+      const p = progress.get(desc.digest) ??
+        { digest: desc.digest, mediaType: desc.mediaType, offset: 0, total: desc.size, state };
+      p.state = state;
+      if (offset !== undefined) p.offset = offset;
+      progress.set(desc.digest, p);
+      emit();
+    };
+
+    const lease = d.leases.create(ns, "", {
+      [EXPIRE_LABEL]: new Date(Date.now() + PULL_LEASE_TTL_MS).toISOString(),
+      "berth.io/pull": name,
+    }).id;
+    try {
+      emit();
+      const resolved = await client.resolve(ref, opts.signal ? { signal: opts.signal } : {});
+      const root = resolved.descriptor;
+      phase = "resolved";
+      emit();
+      const fetcher = client.fetcher(ref);
+      const limiter = new Limiter(opts.maxConcurrentDownloads || d.maxConcurrentDownloads);
+
+      const fetchBlob = (desc: Descriptor, labels: Record<string, string> = {}) =>
+        limiter.run(() => this.#fetchBlob(ns, lease, fetcher, desc, labels, track, opts.signal))
+          .then((n) => (fetched += n));
+
+      // Root: an index (choose manifests) or a manifest.
+      phase = "fetching";
+      let manifests: Descriptor[];
+      const rootBytes = await fetcher.fetchBytes(root);
+      if (isIndexType(root.mediaType)) {
+        const index = parseIndex(rootBytes, {
+          what: `index ${root.digest} of "${name}"`,
+          mediaType: root.mediaType,
+        });
+        manifests = this.#choose(index, opts, name);
+        await this.#store(ns, lease, root, rootBytes, childLabels("index", manifests));
+      } else if (isManifestType(root.mediaType)) {
+        manifests = [root];
+      } else {
+        throw new BerthError(
+          "not_implemented",
+          `Cannot pull "${name}": unsupported media type "${root.mediaType}" of ${root.digest}: not implemented`,
+        );
+      }
+      track(root, "done", root.size);
+
+      // Manifests, then their configs and layers, all concurrently.
+      const unpacks: Promise<void>[] = [];
+      const host = hostPlatform();
+      const blobJobs: Promise<unknown>[] = [];
+      for (const md of manifests) {
+        const bytes = await fetcher.fetchBytes(md);
+        const m = parseManifest(bytes, {
+          what: `manifest ${md.digest} of "${name}"`,
+          mediaType: md.mediaType,
+        });
+        await this.#store(ns, lease, md, bytes, childLabels("manifest", m.layers, m.config));
+        track(md, "done", md.size);
+        const cfgBytes = await fetcher.fetchBytes(m.config);
+        const config = parseImageConfig(cfgBytes, `config ${m.config.digest} of "${name}"`);
+        if (config.rootfs.diff_ids.length !== m.layers.length) {
+          throw failedPrecondition(
+            `Cannot pull "${name}": manifest ${md.digest} has ${m.layers.length} layers but its config lists ${config.rootfs.diff_ids.length} diff_ids`,
+          );
+        }
+        await this.#store(ns, lease, m.config, cfgBytes, {});
+        track(m.config, "done", m.config.size);
+
+        const layerDone = m.layers.map((l) => {
+          if (!progress.has(l.digest)) track(l, "waiting");
+          const p = fetchBlob(l);
+          blobJobs.push(p);
+          return p;
+        });
+        // Unpack only the platform that runs here (as containerd does with --all-platforms).
+        const runnable = manifests.length === 1 ||
+          (md.platform && formatPlatform(md.platform) === formatPlatform(host));
+        if (!opts.skipUnpack && d.unpacker && runnable) {
+          unpacks.push(d.unpacker.unpack({
+            namespace: ns,
+            snapshotter: opts.snapshotter || d.defaultSnapshotter,
+            manifest: m,
+            config,
+            configDesc: m.config,
+            lease,
+            layerReady: (i) => layerDone[i]!.then(() => {}),
+            onLayer: (digest, state) => {
+              const l = m.layers.find((x) => x.digest === digest);
+              if (l) track(l, state);
+            },
+            ...(opts.signal ? { signal: opts.signal } : {}),
+          }));
+        }
+      }
+      // Settle everything before deciding, so no job is left writing after a failure.
+      const results = await Promise.allSettled([...blobJobs, ...unpacks]);
+      const failed = results.find((r) => r.status === "rejected") as
+        | PromiseRejectedResult
+        | undefined;
+      if (failed) throw failed.reason;
+      phase = "done";
+
+      const target = {
+        mediaType: root.mediaType,
+        digest: root.digest,
+        size: root.size,
+        annotations: root.annotations ?? {},
+      };
+      let image: Image;
+      try {
+        image = d.images.create(ns, { name, labels: opts.labels ?? {}, target });
+      } catch (e) {
+        if (!isKind(e, "already_exists")) throw e;
+        image = d.images.update(ns, { name, labels: opts.labels ?? {}, target }, [
+          "target",
+          ...Object.keys(opts.labels ?? {}).map((k) => `labels.${k}`),
+        ]);
+      }
+      d.leases.delete(ns, lease);
+      emit();
+      return { image, fetchedBytes: fetched, manifests };
+    } catch (e) {
+      d.log.info("pull failed", { ref: name, namespace: ns, error: e });
+      throw e;
+    }
+  }
+
+  #choose(index: ReturnType<typeof parseIndex>, opts: PullOptions, name: string): Descriptor[] {
+    if (opts.allPlatforms) return selectManifests(index, { all: true });
+    const platforms = opts.platforms?.length ? opts.platforms : [undefined];
+    const out: Descriptor[] = [];
+    for (const p of platforms) {
+      const hit = selectManifests(index, p === undefined ? {} : { platform: p });
+      if (hit.length === 0) {
+        throw notFound(
+          `Cannot pull "${name}": no manifest for platform ${p ?? formatPlatform(hostPlatform())}`,
+        );
+      }
+      for (const h of hit) if (!out.some((o) => o.digest === h.digest)) out.push(h);
+    }
+    return out;
+  }
+
+  /** Writes small, already verified bytes (manifests, configs) into the content store. */
+  async #store(
+    ns: string,
+    lease: string,
+    desc: Descriptor,
+    bytes: Uint8Array,
+    labels: Record<string, string>,
+  ) {
+    const c = this.#d.content;
+    let w;
+    try {
+      w = await c.writer(ns, refFor(desc), {
+        total: desc.size,
+        expected: desc.digest,
+        lease,
+        labels,
+      });
+    } catch (e) {
+      if (!isKind(e, "already_exists")) throw e;
+      this.#label(ns, desc.digest, labels);
+      return;
+    }
+    try {
+      if (w.offset !== 0) await w.truncate(0);
+      await w.write(bytes);
+      await w.commit(desc.size, desc.digest, { labels });
+    } catch (e) {
+      if (!isKind(e, "already_exists")) throw e;
+      this.#label(ns, desc.digest, labels);
+    } finally {
+      if (w.open) w.close();
+    }
+  }
+
+  #label(ns: string, digest: string, labels: Record<string, string>) {
+    const keys = Object.keys(labels);
+    if (keys.length === 0) return;
+    this.#d.content.update(ns, digest, labels, keys.map((k) => `labels.${k}`));
+  }
+
+  /** Streams one blob into the content store, resuming a partial ingest. Returns bytes fetched. */
+  #fetchBlob(
+    ns: string,
+    lease: string,
+    fetcher: Fetcher,
+    desc: Descriptor,
+    labels: Record<string, string>,
+    track: (d: Descriptor, s: BlobProgress["state"], offset?: number) => void,
+    signal?: AbortSignal,
+  ): Promise<number> {
+    const c = this.#d.content;
+    if (c.visible(ns, desc.digest)) {
+      track(desc, "exists", desc.size);
+      this.#label(ns, desc.digest, labels);
+      return Promise.resolve(0);
+    }
+    return this.#inflight.run(desc.digest, async () => {
+      let w;
+      try {
+        w = await c.writer(ns, refFor(desc), {
+          total: desc.size,
+          expected: desc.digest,
+          lease,
+          labels,
+        });
+      } catch (e) {
+        if (!isKind(e, "already_exists")) throw e;
+        track(desc, "exists", desc.size);
+        this.#label(ns, desc.digest, labels);
+        return 0;
+      }
+      let got = 0;
+      try {
+        if (w.offset > desc.size) await w.truncate(0);
+        const start = w.offset;
+        track(desc, "downloading", start);
+        if (start < desc.size) {
+          const stream = await fetcher.fetch(desc, {
+            offset: start,
+            ...(signal ? { signal } : {}),
+          });
+          let last = 0;
+          for await (const chunk of stream) {
+            await w.write(chunk);
+            got += chunk.length;
+            const now = performance.now();
+            if (now - last > 100) {
+              last = now;
+              track(desc, "downloading", start + got);
+            }
+          }
+        }
+        try {
+          await w.commit(desc.size, desc.digest, { labels });
+        } catch (e) {
+          if (!isKind(e, "already_exists")) throw e;
+        }
+        track(desc, "done", desc.size);
+        return got;
+      } finally {
+        if (w.open) w.close();
+      }
+    });
+  }
+}

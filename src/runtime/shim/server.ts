@@ -1,0 +1,72 @@
+/**
+ * The long-lived shim process (`berth shim … serve`): a child subreaper that
+ * serves containerd.task.v2.Task on its ttrpc socket and forwards task
+ * events to the daemon, until Shutdown finds no container left.
+ */
+import { Task } from "../../gen/containerd/task/v2/shim_pb.ts";
+import { TtrpcServer } from "../../ttrpc/server.ts";
+import { Reaper, setChildSubreaper } from "../../sys/proc.ts";
+import { Logger } from "../../util/log.ts";
+import { eventsAddress, type ShimFlags } from "./binary.ts";
+import { shimStateDir } from "./paths.ts";
+import { EventPublisher } from "./publisher.ts";
+import { TaskService } from "./service.ts";
+
+/** A log sink appending to `path` (the shim has no stdio of its own). */
+function fileSink(path: string): (line: string) => void {
+  let file: Deno.FsFile | undefined;
+  try {
+    file = Deno.openSync(path, { create: true, append: true, write: true });
+  } catch {
+    file = undefined;
+  }
+  const enc = new TextEncoder();
+  return (line) => {
+    try {
+      file?.writeSync(enc.encode(line + "\n"));
+    } catch { /* the log is best effort */ }
+  };
+}
+
+/** Serves the shim on `flags.socket` until shut down; returns the exit code. */
+export async function serveShim(flags: ShimFlags): Promise<number> {
+  if (!flags.socket) throw new Error("berth shim serve: -socket is required");
+  const log = new Logger(flags.debug ? "debug" : "info", {
+    shim: Deno.pid,
+    namespace: flags.namespace,
+  }, fileSink(`${flags.socket}.log`));
+  // Orphaned container inits (when `runc create` exits) become our children.
+  setChildSubreaper(true);
+  const reaper = new Reaper();
+  const publisher = new EventPublisher({
+    address: eventsAddress(flags),
+    namespace: flags.namespace,
+    log,
+  });
+  let stop!: () => void;
+  const stopped = new Promise<void>((r) => stop = r);
+  const service = new TaskService({
+    namespace: flags.namespace,
+    stateDir: shimStateDir(flags.address),
+    log,
+    publisher,
+    reaper,
+    onShutdown: () => setTimeout(stop, 0),
+  });
+  const server = new TtrpcServer({ log });
+  server.register(Task, service.handlers());
+  server.listen(flags.socket);
+  log.info("shim serving", { socket: flags.socket, events: eventsAddress(flags) });
+  await stopped;
+  // The Shutdown call is answered before the connections close.
+  await server.shutdown();
+  await publisher.flush(3000);
+  publisher.close();
+  reaper.close();
+  await Deno.remove(flags.socket).catch(() => {});
+  await Deno.remove(`${flags.socket}.lock`).catch(() => {});
+  log.info("shim exiting");
+  // A clean exit leaves nothing behind; with -debug the log stays for reading.
+  if (!flags.debug) await Deno.remove(`${flags.socket}.log`).catch(() => {});
+  return 0;
+}

@@ -1,0 +1,315 @@
+/**
+ * The daemon's side of shim v2: resolving a runtime name to a shim command,
+ * the binary protocol (`start` prints the shim's ttrpc address, `delete`
+ * cleans up after a dead shim and prints a DeleteResponse), and the ttrpc
+ * connection to a running shim's `containerd.task.v2.Task` service.
+ *
+ * Runtime names resolve as in containerd 1.6: the config's
+ * `[runtimes."<name>"]` mapping first; then an absolute path is the shim
+ * binary itself; then `io.containerd.X.vY` runs `containerd-shim-X-vY` from
+ * PATH.
+ */
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { type Any, AnySchema } from "@bufbuild/protobuf/wkt";
+import {
+  type DeleteResponse,
+  DeleteResponseSchema,
+} from "../gen/containerd/task/v2/shim_pb.ts";
+import { TtrpcClient } from "../ttrpc/mod.ts";
+import type { RuntimeConfig } from "../config/config.ts";
+import { BerthError, invalidArgument, notFound } from "../core/errdefs.ts";
+import type { Logger } from "../util/log.ts";
+import { selfCommand } from "./shim/paths.ts";
+import type { Bundle } from "./bundle.ts";
+
+/** The value of `shim-binary-path` meaning berth's own shim (`berth shim`). */
+export const BERTH_SHIM = "berth";
+
+/** How to run a shim: a program and the arguments before the shim's own flags. */
+export interface ShimCommand {
+  /** An absolute path, or {@link BERTH_SHIM}; stored in the bundle for reloads. */
+  binary: string;
+  command: string;
+  args: string[];
+}
+
+/** The shim command of a stored `shim-binary-path` value. */
+export function shimCommandOf(binary: string): ShimCommand {
+  if (binary === BERTH_SHIM) {
+    const self = selfCommand();
+    return { binary, command: self.command, args: [...self.args, "shim"] };
+  }
+  return { binary, command: binary, args: [] };
+}
+
+/** `io.containerd.runc.v2` → `containerd-shim-runc-v2`; "" for a malformed name. */
+export function shimBinaryName(runtime: string): string {
+  const parts = runtime.split(".");
+  if (parts.length < 2 || parts.some((p) => p === "")) return "";
+  return `containerd-shim-${parts[parts.length - 2]}-${parts[parts.length - 1]}`;
+}
+
+async function isExecutableFile(path: string): Promise<boolean> {
+  try {
+    const st = await Deno.stat(path);
+    return st.isFile && ((st.mode ?? 0) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+async function lookPath(name: string): Promise<string | undefined> {
+  const dirs = (Deno.env.get("PATH") ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    .split(":");
+  for (const d of dirs) {
+    if (d && (await isExecutableFile(`${d}/${name}`))) return `${d}/${name}`;
+  }
+  return undefined;
+}
+
+/**
+ * Resolves a runtime name (or a task's explicit runtime path) to the shim
+ * that runs it.
+ */
+export async function resolveRuntime(
+  runtime: string,
+  runtimes: Readonly<Record<string, RuntimeConfig>>,
+  runtimePath = "",
+): Promise<ShimCommand> {
+  if (runtimePath) {
+    if (!runtimePath.startsWith("/")) {
+      throw invalidArgument(`runtime path "${runtimePath}" must be absolute`);
+    }
+    if (!(await isExecutableFile(runtimePath))) {
+      throw notFound(`runtime path "${runtimePath}": no executable there`);
+    }
+    return shimCommandOf(runtimePath);
+  }
+  if (!runtime) throw invalidArgument("container has no runtime name");
+  const mapped = runtimes[runtime];
+  if (mapped?.shim === "berth") return shimCommandOf(BERTH_SHIM);
+  if (mapped?.binary) {
+    if (!(await isExecutableFile(mapped.binary))) {
+      throw notFound(
+        `runtime "${runtime}": configured shim binary ${mapped.binary} is not an executable file`,
+      );
+    }
+    return shimCommandOf(mapped.binary);
+  }
+  if (runtime.startsWith("/")) {
+    if (!(await isExecutableFile(runtime))) {
+      throw notFound(`runtime "${runtime}": invalid custom binary path`);
+    }
+    return shimCommandOf(runtime);
+  }
+  const name = shimBinaryName(runtime);
+  if (!name) {
+    throw invalidArgument(
+      `invalid runtime name "${runtime}": want a name like io.containerd.runc.v2 or an absolute path to a shim binary`,
+    );
+  }
+  const path = await lookPath(name);
+  if (!path) throw notFound(`runtime "${runtime}": shim binary "${name}" not installed on PATH`);
+  return shimCommandOf(path);
+}
+
+/** What every binary-protocol call needs besides the action. */
+export interface ShimBinaryOptions {
+  shim: ShimCommand;
+  bundle: Bundle;
+  /** The daemon's gRPC socket. */
+  address: string;
+  /** The daemon's ttrpc socket for events (`<address>.ttrpc`). */
+  ttrpcAddress: string;
+  debug?: boolean;
+  log: Logger;
+}
+
+function publishBinary(): string {
+  // containerd passes its own executable; berth's is this program.
+  return Deno.execPath();
+}
+
+function baseArgs(o: ShimBinaryOptions): string[] {
+  return [
+    ...o.shim.args,
+    "-namespace",
+    o.bundle.namespace,
+    "-address",
+    o.address,
+    "-publish-binary",
+    publishBinary(),
+    "-id",
+    o.bundle.id,
+  ];
+}
+
+function env(o: ShimBinaryOptions): Record<string, string> {
+  return {
+    TTRPC_ADDRESS: o.ttrpcAddress,
+    GRPC_ADDRESS: o.address,
+    NAMESPACE: o.bundle.namespace,
+  };
+}
+
+const dec = new TextDecoder();
+
+/** A shim's failure, in its own words. */
+function shimFailure(what: string, o: ShimBinaryOptions, code: number, out: string): BerthError {
+  const words = out.trim().split("\n").slice(-5).join("; ");
+  return new BerthError(
+    "unknown",
+    `${what} for task "${o.bundle.id}" (${o.shim.binary}) failed with exit code ${code}${
+      words ? `: ${words}` : ""
+    }`,
+  );
+}
+
+/**
+ * `<shim> … start` in the bundle: returns the shim's ttrpc address. The
+ * runtime options go to the shim's stdin (a binary Any), as containerd does.
+ */
+export async function shimStart(o: ShimBinaryOptions, options?: Any): Promise<string> {
+  const args = [...baseArgs(o), ...(o.debug ? ["-debug"] : []), "start"];
+  o.log.debug("starting shim", { id: o.bundle.id, command: o.shim.command, args: args.join(" ") });
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(o.shim.command, {
+      args,
+      cwd: o.bundle.path,
+      env: env(o),
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (err) {
+    throw new BerthError(
+      "unknown",
+      `Cannot run shim ${o.shim.command} for task "${o.bundle.id}": ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const w = child.stdin.getWriter();
+  await w.write(options ? toBinary(AnySchema, options) : new Uint8Array()).catch(() => {});
+  await w.close().catch(() => {});
+  const out = await child.output();
+  const stdout = dec.decode(out.stdout).trim();
+  const stderr = dec.decode(out.stderr).trim();
+  if (!out.success) throw shimFailure("shim start", o, out.code, `${stdout}\n${stderr}`);
+  if (!stdout) throw shimFailure("shim start printed no address", o, out.code, stderr);
+  // The address is the last line: a shim may print warnings before it.
+  return stdout.split("\n").pop()!.trim();
+}
+
+/** `<shim> … -bundle DIR delete`: cleans up after a shim that is gone. */
+export async function shimDelete(o: ShimBinaryOptions): Promise<DeleteResponse> {
+  const args = [...baseArgs(o), "-bundle", o.bundle.path, ...(o.debug ? ["-debug"] : []), "delete"];
+  o.log.debug("running shim delete", { id: o.bundle.id, command: o.shim.command });
+  const out = await new Deno.Command(o.shim.command, {
+    args,
+    cwd: o.bundle.path,
+    env: env(o),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = dec.decode(out.stderr).trim();
+  if (!out.success) throw shimFailure("shim delete", o, out.code, stderr);
+  if (stderr) o.log.warn("shim delete warnings", { id: o.bundle.id, stderr });
+  return fromBinary(DeleteResponseSchema, out.stdout);
+}
+
+/**
+ * Copies the shim's log FIFO into the daemon's log. The FIFO is opened
+ * read-write, so opening never blocks and the shim's writer never sees a
+ * missing reader while the daemon runs.
+ */
+export class ShimLog {
+  #file: Deno.FsFile | undefined;
+  #path: string;
+  #closed = false;
+
+  private constructor(path: string, file: Deno.FsFile) {
+    this.#path = path;
+    this.#file = file;
+  }
+
+  /** Opens the FIFO at `path` and starts copying; undefined when there is none. */
+  static async open(path: string, log: Logger): Promise<ShimLog | undefined> {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true, write: true });
+    } catch {
+      return undefined;
+    }
+    const l = new ShimLog(path, file);
+    l.#copy(log);
+    return l;
+  }
+
+  async #copy(log: Logger): Promise<void> {
+    const buf = new Uint8Array(16 * 1024);
+    let pending = "";
+    while (!this.#closed && this.#file) {
+      let n: number | null;
+      try {
+        n = await this.#file.read(buf);
+      } catch {
+        break;
+      }
+      if (n === null) break;
+      pending += dec.decode(buf.subarray(0, n), { stream: true });
+      const lines = pending.split("\n");
+      pending = lines.pop()!;
+      for (const line of lines) if (line.trim() && !this.#closed) log.debug("shim: " + line);
+    }
+    try {
+      this.#file?.close();
+    } catch {
+      // Already closed.
+    }
+    this.#file = undefined;
+  }
+
+  /** Stops copying. A pending read is woken by a newline of our own. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      const w = Deno.openSync(this.#path, { write: true });
+      w.writeSync(new Uint8Array([10]));
+      w.close();
+    } catch {
+      // The FIFO is gone: the read ends with the file below.
+      try {
+        this.#file?.close();
+      } catch {
+        // Already closed.
+      }
+    }
+  }
+}
+
+/** A ttrpc connection to a shim, scoped to one task id and namespace. */
+export class ShimConnection {
+  readonly client: TtrpcClient;
+  readonly address: string;
+
+  private constructor(client: TtrpcClient, address: string) {
+    this.client = client;
+    this.address = address;
+  }
+
+  static async connect(address: string, namespace: string): Promise<ShimConnection> {
+    return new ShimConnection(await TtrpcClient.connect(address, { namespace }), address);
+  }
+
+  /** Resolves when the connection has ended (the shim went away, or close()). */
+  get done(): Promise<void> {
+    return this.client.done;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
