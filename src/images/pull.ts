@@ -145,13 +145,20 @@ export class Puller {
       emit();
     };
 
+    // Every download and unpack of this pull; on failure they are stopped and
+    // awaited, so nothing keeps writing after the error is reported.
+    const pending: Promise<unknown>[] = [];
+    const abort = new AbortController();
+    const onAbort = () => abort.abort(opts.signal?.reason);
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    const signal = abort.signal;
     const lease = d.leases.create(ns, "", {
       [EXPIRE_LABEL]: new Date(Date.now() + PULL_LEASE_TTL_MS).toISOString(),
       "berth.io/pull": name,
     }).id;
     try {
       emit();
-      const resolved = await client.resolve(ref, opts.signal ? { signal: opts.signal } : {});
+      const resolved = await client.resolve(ref, { signal });
       const root = resolved.descriptor;
       phase = "resolved";
       emit();
@@ -159,7 +166,7 @@ export class Puller {
       const limiter = new Limiter(opts.maxConcurrentDownloads || d.maxConcurrentDownloads);
 
       const fetchBlob = (desc: Descriptor, labels: Record<string, string> = {}) =>
-        limiter.run(() => this.#fetchBlob(ns, lease, fetcher, desc, labels, track, opts.signal))
+        limiter.run(() => this.#fetchBlob(ns, lease, fetcher, desc, labels, track, signal))
           .then((n) => (fetched += n));
 
       // Root: an index (choose manifests) or a manifest.
@@ -184,9 +191,7 @@ export class Puller {
       track(root, "done", root.size);
 
       // Manifests, then their configs and layers, all concurrently.
-      const unpacks: Promise<void>[] = [];
       const host = hostPlatform();
-      const blobJobs: Promise<unknown>[] = [];
       for (const md of manifests) {
         const bytes = await fetcher.fetchBytes(md);
         const m = parseManifest(bytes, {
@@ -208,14 +213,14 @@ export class Puller {
         const layerDone = m.layers.map((l) => {
           if (!progress.has(l.digest)) track(l, "waiting");
           const p = fetchBlob(l);
-          blobJobs.push(p);
+          pending.push(p);
           return p;
         });
         // Unpack only the platform that runs here (as containerd does with --all-platforms).
         const runnable = manifests.length === 1 ||
           (md.platform && formatPlatform(md.platform) === formatPlatform(host));
         if (!opts.skipUnpack && d.unpacker && runnable) {
-          unpacks.push(d.unpacker.unpack({
+          pending.push(d.unpacker.unpack({
             namespace: ns,
             snapshotter: opts.snapshotter || d.defaultSnapshotter,
             manifest: m,
@@ -227,12 +232,12 @@ export class Puller {
               const l = m.layers.find((x) => x.digest === digest);
               if (l) track(l, state);
             },
-            ...(opts.signal ? { signal: opts.signal } : {}),
+            signal,
           }));
         }
       }
       // Settle everything before deciding, so no job is left writing after a failure.
-      const results = await Promise.allSettled([...blobJobs, ...unpacks]);
+      const results = await Promise.allSettled(pending);
       const failed = results.find((r) => r.status === "rejected") as
         | PromiseRejectedResult
         | undefined;
@@ -259,8 +264,13 @@ export class Puller {
       emit();
       return { image, fetchedBytes: fetched, manifests };
     } catch (e) {
+      abort.abort(e);
+      await Promise.allSettled(pending);
       d.log.info("pull failed", { ref: name, namespace: ns, error: e });
       throw e;
+    } finally {
+      opts.signal?.removeEventListener("abort", onAbort);
+      client.close();
     }
   }
 
@@ -336,52 +346,72 @@ export class Puller {
       this.#label(ns, desc.digest, labels);
       return Promise.resolve(0);
     }
-    return this.#inflight.run(desc.digest, async () => {
-      let w;
-      try {
-        w = await c.writer(ns, refFor(desc), {
-          total: desc.size,
-          expected: desc.digest,
-          lease,
-          labels,
-        });
-      } catch (e) {
-        if (!isKind(e, "already_exists")) throw e;
-        track(desc, "exists", desc.size);
-        this.#label(ns, desc.digest, labels);
-        return 0;
-      }
-      let got = 0;
-      try {
-        if (w.offset > desc.size) await w.truncate(0);
-        const start = w.offset;
-        track(desc, "downloading", start);
-        if (start < desc.size) {
-          const stream = await fetcher.fetch(desc, {
-            offset: start,
-            ...(signal ? { signal } : {}),
+    const download = () =>
+      this.#inflight.run(desc.digest, async () => {
+        let w;
+        try {
+          w = await c.writer(ns, refFor(desc), {
+            total: desc.size,
+            expected: desc.digest,
+            lease,
+            labels,
           });
-          let last = 0;
-          for await (const chunk of stream) {
-            await w.write(chunk);
-            got += chunk.length;
-            const now = performance.now();
-            if (now - last > 100) {
-              last = now;
-              track(desc, "downloading", start + got);
+        } catch (e) {
+          if (!isKind(e, "already_exists")) throw e;
+          track(desc, "exists", desc.size);
+          this.#label(ns, desc.digest, labels);
+          return 0;
+        }
+        let got = 0;
+        try {
+          if (w.offset > desc.size) await w.truncate(0);
+          const start = w.offset;
+          track(desc, "downloading", start);
+          if (start < desc.size) {
+            const stream = await fetcher.fetch(desc, {
+              offset: start,
+              ...(signal ? { signal } : {}),
+            });
+            let last = 0;
+            for await (const chunk of stream) {
+              await w.write(chunk);
+              got += chunk.length;
+              const now = performance.now();
+              if (now - last > 100) {
+                last = now;
+                track(desc, "downloading", start + got);
+              }
             }
           }
+          try {
+            await w.commit(desc.size, desc.digest, { labels });
+          } catch (e) {
+            if (!isKind(e, "already_exists")) throw e;
+          }
+          track(desc, "done", desc.size);
+          return got;
+        } finally {
+          if (w.open) w.close();
         }
+      });
+    return download().then(async (n) => {
+      // A concurrent pull in another namespace may have fetched it: make it
+      // visible here too (stored once, recorded per namespace).
+      if (!c.visible(ns, desc.digest)) {
         try {
-          await w.commit(desc.size, desc.digest, { labels });
+          const w = await c.writer(ns, refFor(desc), {
+            total: desc.size,
+            expected: desc.digest,
+            lease,
+            labels,
+          });
+          w.close();
+          return await download();
         } catch (e) {
           if (!isKind(e, "already_exists")) throw e;
         }
-        track(desc, "done", desc.size);
-        return got;
-      } finally {
-        if (w.open) w.close();
       }
+      return n;
     });
   }
 }

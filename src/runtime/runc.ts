@@ -208,11 +208,11 @@ export class Runc {
   }
 
   async pause(id: string): Promise<void> {
-    await this.#wrapState(id, () => this.#run("pause", id, ["pause", id]));
+    await this.#wrapState(() => this.#run("pause", id, ["pause", id]));
   }
 
   async resume(id: string): Promise<void> {
-    await this.#wrapState(id, () => this.#run("resume", id, ["resume", id]));
+    await this.#wrapState(() => this.#run("resume", id, ["resume", id]));
   }
 
   /** The pids inside the container (`runc ps --format json`). */
@@ -232,7 +232,7 @@ export class Runc {
     return JSON.parse(stdout) as Record<string, unknown>;
   }
 
-  async #wrapState(id: string, fn: () => Promise<unknown>): Promise<void> {
+  async #wrapState(fn: () => Promise<unknown>): Promise<void> {
     try {
       await fn();
     } catch (e) {

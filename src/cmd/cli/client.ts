@@ -57,7 +57,13 @@ export class Client {
 
   #wrap(err: unknown): Error {
     const e = err as { code?: number };
-    if (e?.code === grpc.status.UNAVAILABLE) {
+    // Only a transport failure means the daemon is unreachable; UNAVAILABLE
+    // from a handler (say, a registry that is down) is the daemon's answer.
+    const details = String((err as { details?: unknown })?.details ?? "");
+    if (
+      e?.code === grpc.status.UNAVAILABLE &&
+      /No connection established|connect E[A-Z]+|Connection dropped|Failed to connect/.test(details)
+    ) {
       return unavailable(`cannot reach the berth daemon at ${this.address} (is it running?)`, {
         cause: err,
       });

@@ -1,10 +1,18 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Images } from "../../gen/containerd/services/images/v1/images_pb.ts";
-import type { Image } from "../../gen/containerd/services/images/v1/images_pb.ts";
 import { parseImageConfig } from "../../oci/image.ts";
 import { familiarReference, parseReference } from "../../oci/reference.ts";
 import { details, readBlob } from "./image_util.ts";
-import { type Command, dispatch, formatSize, type Globals, parse, table, toJson, UsageError } from "./command.ts";
+import {
+  type Command,
+  dispatch,
+  formatSize,
+  type Globals,
+  parse,
+  table,
+  toJson,
+  UsageError,
+} from "./command.ts";
 import { formatAge } from "./content.ts";
 
 const HELP = `Usage: berth images [command]
@@ -80,7 +88,9 @@ async function ls(g: Globals, args: string[]): Promise<number> {
 
 export async function removeImages(g: Globals, args: string[]): Promise<number> {
   const { values, positionals } = parse(args, { async: { type: "boolean" } }, HELP);
-  if (positionals.length === 0) throw new UsageError(`images rm: at least one NAME is required\n\n${HELP}`);
+  if (positionals.length === 0) {
+    throw new UsageError(`images rm: at least one NAME is required\n\n${HELP}`);
+  }
   let failed = 0;
   for (const name of positionals) {
     try {
@@ -97,7 +107,9 @@ export async function removeImages(g: Globals, args: string[]): Promise<number> 
 async function tag(g: Globals, args: string[]): Promise<number> {
   const { positionals } = parse(args, {}, HELP);
   const [src, ...targets] = positionals;
-  if (!src || targets.length === 0) throw new UsageError(`images tag: SOURCE and TARGET are required\n\n${HELP}`);
+  if (!src || targets.length === 0) {
+    throw new UsageError(`images tag: SOURCE and TARGET are required\n\n${HELP}`);
+  }
   const c = g.client();
   const { image } = await c.call(Images, "get", { name: src });
   for (const t of targets) {
@@ -110,7 +122,9 @@ async function tag(g: Globals, args: string[]): Promise<number> {
       }
     })();
     try {
-      await c.call(Images, "create", { image: { name, labels: image?.labels ?? {}, target: image?.target } });
+      await c.call(Images, "create", {
+        image: { name, labels: image?.labels ?? {}, target: image?.target },
+      });
     } catch (e) {
       if (!/already exists/.test((e as Error).message)) throw e;
       await c.call(Images, "update", {
@@ -125,13 +139,17 @@ async function tag(g: Globals, args: string[]): Promise<number> {
 
 async function inspect(g: Globals, args: string[]): Promise<number> {
   const { positionals } = parse(args, {}, HELP);
-  if (positionals.length === 0) throw new UsageError(`images inspect: a NAME is required\n\n${HELP}`);
+  if (positionals.length === 0) {
+    throw new UsageError(`images inspect: a NAME is required\n\n${HELP}`);
+  }
   const c = g.client();
   const out = [];
   for (const name of positionals) {
     const { image } = await c.call(Images, "get", { name });
     const d = await details(c, image!);
-    const config = d.config ? parseImageConfig(await readBlob(c, d.config.digest), `config of "${name}"`) : undefined;
+    const config = d.config
+      ? parseImageConfig(await readBlob(c, d.config.digest), `config of "${name}"`)
+      : undefined;
     out.push({
       name: image!.name,
       target: image!.target,
@@ -154,7 +172,14 @@ export const imagesCommand: Command = {
   run: (g, args) =>
     args.length === 0 || args[0]!.startsWith("-") && args[0] !== "-h" && args[0] !== "--help"
       ? ls(g, args)
-      : dispatch(g, args, HELP, { ls, list: ls, rm: removeImages, remove: removeImages, tag, inspect }),
+      : dispatch(g, args, HELP, {
+        ls,
+        list: ls,
+        rm: removeImages,
+        remove: removeImages,
+        tag,
+        inspect,
+      }),
 };
 
 export const rmiCommand: Command = {
