@@ -115,7 +115,13 @@ function signalOf(call: { on(e: "cancelled", f: () => void): unknown }): AbortSi
 async function* readAll<T>(
   call: grpc.ServerReadableStream<T, unknown> | grpc.ServerDuplexStream<T, unknown>,
 ) {
-  for await (const msg of call as AsyncIterable<T>) yield msg;
+  // destroyOnReturn: false keeps a duplex call's writable side alive after the
+  // client half-closes; plain for-await destroys the stream at its end, and
+  // then neither later messages nor the final status reach the client.
+  const it = (call as unknown as {
+    iterator(o: { destroyOnReturn: boolean }): AsyncIterable<T>;
+  }).iterator({ destroyOnReturn: false });
+  for await (const msg of it) yield msg;
 }
 
 function sender<T>(

@@ -107,6 +107,8 @@ export const contentPlugin: Plugin = {
         return Promise.resolve({});
       },
 
+      // Response offsets are absolute positions in the blob (containerd 1.6
+      // counts from the requested offset; its clients ignore the field).
       async read(req, ctx, send) {
         const ns = ctx.namespace();
         const info = store.info(ns, req.digest);
@@ -152,16 +154,20 @@ export const contentPlugin: Plugin = {
         });
         log.debug("write started", { namespace: ns, ref, total, expected, offset: w.offset });
         try {
+          // One response object for the whole stream, as in containerd: what a
+          // STAT filled in (total, times) stays in the WRITE replies after it.
+          const msg: {
+            action: WriteAction;
+            offset: bigint;
+            total?: bigint;
+            digest?: string;
+            startedAt?: ReturnType<typeof timestampFromDate>;
+            updatedAt?: ReturnType<typeof timestampFromDate>;
+          } = { action: req.action, offset: 0n };
           for (;;) {
             const st = w.status();
-            const msg: {
-              action: WriteAction;
-              offset: bigint;
-              total?: bigint;
-              digest?: string;
-              startedAt?: ReturnType<typeof timestampFromDate>;
-              updatedAt?: ReturnType<typeof timestampFromDate>;
-            } = { action: req.action, offset: BigInt(st.offset) };
+            msg.action = req.action;
+            msg.offset = BigInt(st.offset);
             if (req.expected) {
               validateDigest(req.expected);
               expected = req.expected;
@@ -209,11 +215,11 @@ export const contentPlugin: Plugin = {
               default:
                 break;
             }
-            await send(msg);
+            await send({ ...msg });
             got = await next(it, ctx.signal);
             if (got.done) {
               // containerd pumps the last response once more on a clean end.
-              await send(msg);
+              await send({ ...msg });
               return;
             }
             req = got.value;
