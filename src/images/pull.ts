@@ -6,7 +6,7 @@
  * is there, so a failed pull leaves no half image; what it fetched stays under
  * an expiring lease, so a retry fetches only what is missing.
  */
-import { BerthError, failedPrecondition, isKind, notFound } from "../core/errdefs.ts";
+import { BerthError, failedPrecondition, isKind, kindOf, notFound } from "../core/errdefs.ts";
 import type { ContentStore } from "../metadata/content.ts";
 import type { Image, ImageStore } from "../metadata/images.ts";
 import type { LeaseStore } from "../metadata/leases.ts";
@@ -88,18 +88,10 @@ export interface PullerDeps {
 const PULL_LEASE_TTL_MS = 24 * 3600 * 1000;
 const GC_REF = "containerd.io/gc.ref.content";
 
-/** Labels a parent blob carries so GC keeps its children (containerd's names). */
-function childLabels(
-  kind: "index" | "manifest",
-  children: Descriptor[],
-  config?: Descriptor,
-): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (kind === "index") children.forEach((d, i) => (out[`${GC_REF}.m.${i}`] = d.digest));
-  else {
-    if (config) out[`${GC_REF}.config`] = config.digest;
-    children.forEach((d, i) => (out[`${GC_REF}.l.${i}`] = d.digest));
-  }
+/** Labels a manifest carries so GC keeps its config and layers (containerd's names). */
+function manifestLabels(layers: Descriptor[], config: Descriptor): Record<string, string> {
+  const out: Record<string, string> = { [`${GC_REF}.config`]: config.digest };
+  layers.forEach((d, i) => (out[`${GC_REF}.l.${i}`] = d.digest));
   return out;
 }
 
@@ -112,6 +104,21 @@ function refFor(desc: Descriptor): string {
     ? "config"
     : "layer";
   return `${kind}-${desc.digest}`;
+}
+
+/**
+ * Makes sure a pull's error names the reference: errors from deeper layers
+ * (a token server's refusal, a full disk) often name only a host or a path.
+ * The kind is kept, so the gRPC code stays what it was.
+ */
+function namingReference(err: unknown, name: string, given: string): unknown {
+  if (!(err instanceof Error)) return err;
+  if (err.message.includes(name) || err.message.includes(given)) return err;
+  let kind = kindOf(err);
+  const code = (err as { code?: unknown }).code;
+  if (kind === "unknown" && code === "ENOSPC") kind = "resource_exhausted";
+  if (kind === "unknown" && code === "ENOENT") kind = "not_found";
+  return new BerthError(kind, `Cannot pull "${name}": ${err.message}`, { cause: err });
 }
 
 export class Puller {
@@ -179,7 +186,14 @@ export class Puller {
           mediaType: root.mediaType,
         });
         manifests = this.#choose(index, opts, name);
-        await this.#store(ns, lease, root, rootBytes, childLabels("index", manifests));
+        // Label by position in the whole index, so pulling another platform
+        // later adds a label instead of replacing this one.
+        const labels: Record<string, string> = {};
+        for (const m of manifests) {
+          labels[`${GC_REF}.m.${index.manifests.findIndex((x) => x.digest === m.digest)}`] =
+            m.digest;
+        }
+        await this.#store(ns, lease, root, rootBytes, labels);
       } else if (isManifestType(root.mediaType)) {
         manifests = [root];
       } else {
@@ -198,7 +212,7 @@ export class Puller {
           what: `manifest ${md.digest} of "${name}"`,
           mediaType: md.mediaType,
         });
-        await this.#store(ns, lease, md, bytes, childLabels("manifest", m.layers, m.config));
+        await this.#store(ns, lease, md, bytes, manifestLabels(m.layers, m.config));
         track(md, "done", md.size);
         const cfgBytes = await fetcher.fetchBytes(m.config);
         const config = parseImageConfig(cfgBytes, `config ${m.config.digest} of "${name}"`);
@@ -267,7 +281,7 @@ export class Puller {
       abort.abort(e);
       await Promise.allSettled(pending);
       d.log.info("pull failed", { ref: name, namespace: ns, error: e });
-      throw e;
+      throw namingReference(e, name, opts.reference);
     } finally {
       opts.signal?.removeEventListener("abort", onAbort);
       client.close();

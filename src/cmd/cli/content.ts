@@ -4,6 +4,7 @@ import {
   type Info,
   WriteAction,
 } from "../../gen/containerd/services/content/v1/content_pb.ts";
+import { Leases } from "../../gen/containerd/services/leases/v1/leases_pb.ts";
 import { digestProblem } from "../../content/digest.ts";
 import { isKind } from "../../core/errdefs.ts";
 import {
@@ -31,6 +32,8 @@ Commands:
                                                 store stdin as a blob
   rm DIGEST...                                  remove blobs from the namespace
   label DIGEST [KEY=VALUE|KEY=...]              set labels (KEY= removes one)
+  prune                                         garbage-collect everything no image,
+                                                container, lease or gc.root label holds
 
 Run 'berth content <command> --help' for details.
 `;
@@ -290,9 +293,36 @@ async function label(g: Globals, args: string[]): Promise<number> {
   return 0;
 }
 
+const PRUNE_HELP = `Usage: berth content prune
+
+Runs garbage collection now (containerd's label model: images, containers,
+leases and containerd.io/gc.root keep what they reference) and prints the
+digests that were removed from this namespace.
+`;
+
+async function prune(g: Globals, args: string[]): Promise<number> {
+  parse(args, {}, PRUNE_HELP);
+  const c = g.client();
+  const list = async () => {
+    const out = new Set<string>();
+    for await (const res of c.stream(Content, "list", { filters: [] })) {
+      for (const i of res.info) out.add(i.digest);
+    }
+    return out;
+  };
+  const before = await list();
+  // Deleting a lease with sync runs a full collection and waits for it.
+  const { lease } = await c.call(Leases, "create", { id: "", labels: {} });
+  await c.call(Leases, "delete", { id: lease!.id, sync: true });
+  const after = await list();
+  for (const d of before) if (!after.has(d)) g.out(d);
+  return 0;
+}
+
 export const contentCommand: Command = {
   name: "content",
   summary: "Manage content blobs",
   help: HELP,
-  run: (g, args) => dispatch(g, args, HELP, { ls, list: ls, get, ingest, rm, delete: rm, label }),
+  run: (g, args) =>
+    dispatch(g, args, HELP, { ls, list: ls, get, ingest, rm, delete: rm, label, prune }),
 };
