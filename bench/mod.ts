@@ -25,9 +25,6 @@
  * for none; default `default;TUNED_V8_FLAGS`), BENCH_CONTAINERD (0 skips it; then
  * nothing is written to bench/results).
  */
-import * as grpc from "@grpc/grpc-js";
-import { grpcDefinition } from "../src/api/grpc.ts";
-import { Version } from "../src/gen/containerd/services/version/v1/version_pb.ts";
 
 /** The V8 flags the packaged daemon runs with (see README, "Memory"). */
 export const TUNED_V8_FLAGS = "--max-old-space-size=256,--max-semi-space-size=1";
@@ -118,64 +115,10 @@ async function waitForSocket(path: string, alive: () => boolean): Promise<void> 
   throw new Error(`Timed out waiting for ${path}`);
 }
 
-/** Calls Version over one channel: `concurrency` calls in flight for `seconds`. */
-async function throughput(
-  sock: string,
-  concurrency: number,
-  seconds: number,
-): Promise<{ calls: number; perSec: number }> {
-  const Ctor = grpc.makeGenericClientConstructor(grpcDefinition(Version), "Version");
-  const client = new Ctor(`unix:${sock}`, grpc.credentials.createInsecure());
-  const call = () =>
-    new Promise<void>((resolve, reject) =>
-      (client as unknown as Record<string, (...a: unknown[]) => void>).version!(
-        {},
-        (err: Error | null) => (err ? reject(err) : resolve()),
-      )
-    );
-  try {
-    // Warm up: connection, JIT on both sides.
-    for (let i = 0; i < 200; i++) await call();
-    let done = 0;
-    const start = performance.now();
-    const end = start + seconds * 1000;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (performance.now() < end) {
-          await call();
-          done++;
-        }
-      }),
-    );
-    return { calls: done, perSec: done / ((performance.now() - start) / 1000) };
-  } finally {
-    client.close();
-  }
-}
-
-/** Median wall time of one call at a time, in ms. */
-async function latency(sock: string, n: number): Promise<number> {
-  const Ctor = grpc.makeGenericClientConstructor(grpcDefinition(Version), "Version");
-  const client = new Ctor(`unix:${sock}`, grpc.credentials.createInsecure());
-  const call = () =>
-    new Promise<void>((resolve, reject) =>
-      (client as unknown as Record<string, (...a: unknown[]) => void>).version!(
-        {},
-        (err: Error | null) => (err ? reject(err) : resolve()),
-      )
-    );
-  try {
-    for (let i = 0; i < 50; i++) await call();
-    const times: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const t = performance.now();
-      await call();
-      times.push(performance.now() - t);
-    }
-    return median(times);
-  } finally {
-    client.close();
-  }
+/** Runs bench/client.ts in its own process and returns what it printed. */
+async function client<T>(args: string[]): Promise<T> {
+  const out = await run(Deno.execPath(), ["run", "-A", `${REPO}/bench/client.ts`, ...args]);
+  return JSON.parse(out.trim().split("\n").at(-1)!) as T;
 }
 
 /** A daemon under test. */
@@ -268,7 +211,9 @@ async function measureAll(targets: Target[]): Promise<Result[]> {
   console.error("bench: latency");
   const lat = targets.map(() => [] as number[]);
   for (let i = 0; i < 5; i++) {
-    for (const [j, t] of targets.entries()) lat[j]!.push(await latency(t.sock, 100));
+    for (const [j, t] of targets.entries()) {
+      lat[j]!.push((await client<{ medianMs: number }>([t.sock, "latency", "100"])).medianMs);
+    }
   }
 
   // Best of the rounds: other load on the machine only ever slows a round down.
@@ -279,10 +224,15 @@ async function measureAll(targets: Target[]): Promise<Result[]> {
     console.error(`bench: throughput round ${round}/${ROUNDS}`);
     for (const [j, t] of targets.entries()) {
       const before = await cpuMsOf(t.pid);
-      const r = await throughput(t.sock, CONCURRENCY, SECONDS);
+      const r = await client<{ calls: number; perSec: number }>([
+        t.sock,
+        "throughput",
+        String(CONCURRENCY),
+        String(SECONDS),
+      ]);
       cpu[j]! += (await cpuMsOf(t.pid)) - before;
       best[j] = Math.max(best[j]!, r.perSec);
-      calls[j]! += r.calls;
+      calls[j]! += r.calls + 200; // the client's 200 warm-up calls ran in the CPU window too
     }
   }
 
@@ -346,7 +296,7 @@ async function main(): Promise<void> {
     }`,
     `# the daemons run side by side and take turns at each step, so that other load on the` +
     ` machine falls on all alike`,
-    `# throughput: grpc-js client in one Deno process, one channel, ${CONCURRENCY} calls` +
+    `# throughput: grpc-js client (bench/client.ts) in its own Deno process, one channel, ${CONCURRENCY} calls` +
     ` in flight, best of ${ROUNDS} rounds of ${SECONDS} s; latency: median of 5 x 100 sequential` +
     ` calls; ctr: median of ${CTR_RUNS} runs; memory ${SETTLE_MS / 1000} s after start and after` +
     ` the load`,

@@ -3,6 +3,8 @@
  */
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
+import type { Server as NetServer } from "node:net";
+import { listenFiltered } from "../api/h2_goaway.ts";
 import {
   type Config,
   type ConfigInput,
@@ -19,6 +21,8 @@ import { LocalContentStore } from "../content/store.ts";
 import { ContainerStore } from "../metadata/containers.ts";
 import { ImageStore } from "../metadata/images.ts";
 import { Exchange } from "../events/exchange.ts";
+import { TaskManager } from "../runtime/manager.ts";
+import { startTtrpcServer } from "../api/ttrpc_server.ts";
 import type { Snapshotter } from "../snapshots/mod.ts";
 import { Puller } from "../images/pull.ts";
 import { SnapshotUnpacker } from "../images/unpack.ts";
@@ -46,19 +50,23 @@ export class RunningDaemon {
   readonly daemon: Daemon;
   readonly plugins: readonly Plugin[];
   #server: grpc.Server;
+  #listener: NetServer;
   #closers: Array<() => void | Promise<void>>;
   constructor(
     daemon: Daemon,
     server: grpc.Server,
+    listener: NetServer,
     plugins: readonly Plugin[],
     closers: Array<() => void | Promise<void>>,
   ) {
     this.daemon = daemon;
     this.#server = server;
+    this.#listener = listener;
     this.plugins = plugins;
     this.#closers = closers;
   }
   async close(): Promise<void> {
+    this.#listener.close(); // no new connections; open ones end with the server
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {
         this.#server.forceShutdown();
@@ -79,7 +87,7 @@ export class RunningDaemon {
   }
 }
 
-async function listen(server: grpc.Server, config: Config): Promise<void> {
+async function listen(server: grpc.Server, config: Config): Promise<NetServer> {
   const sock = config.address;
   await Deno.mkdir(sock.slice(0, sock.lastIndexOf("/")) || "/", { recursive: true, mode: 0o711 });
   // A stale socket from a crashed daemon: remove it only if nobody answers on it.
@@ -91,14 +99,17 @@ async function listen(server: grpc.Server, config: Config): Promise<void> {
     if (e instanceof Error && e.message.startsWith("Cannot listen")) throw e;
     await Deno.remove(sock).catch(() => {});
   }
-  await new Promise<void>((resolve, reject) => {
-    server.bindAsync(`unix:${sock}`, grpc.ServerCredentials.createInsecure(), (err) => {
-      if (err) reject(new Error(`Cannot listen on ${sock}: ${err.message}`));
-      else resolve();
-    });
-  });
+  // Not bindAsync: connections go through a filter that keeps Deno's http2
+  // from crashing on client GOAWAY frames (see h2_goaway.ts).
+  let listener: NetServer;
+  try {
+    listener = await listenFiltered(server, grpc.ServerCredentials.createInsecure(), sock);
+  } catch (e) {
+    throw new Error(`Cannot listen on ${sock}: ${(e as Error).message}`);
+  }
   await Deno.chmod(sock, 0o660);
   await Deno.chown(sock, 0, config.gid).catch(() => {});
+  return listener;
 }
 
 /** Starts a daemon with `config`; used by `berth daemon` and by tests. */
@@ -116,6 +127,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<RunningD
   // Filled by the snapshotter plugins at registration; shared by reference.
   const snapshotters = new Map<string, Snapshotter>();
   const unpacker = new SnapshotUnpacker({ snapshotters, content, leases, log });
+  const events = new Exchange();
+  const tasks = new TaskManager({ config, log, events, containers, snapshotters });
   const configDir = config.configFile.slice(0, config.configFile.lastIndexOf("/")) || "/";
   const daemon: Daemon = {
     config,
@@ -126,7 +139,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<RunningD
     content,
     containers,
     images,
-    events: new Exchange(),
+    events,
+    tasks,
     snapshotters,
     unpacker,
     puller: new Puller({
@@ -153,9 +167,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<RunningD
     await p.register({ daemon, server: registry });
     log.debug("plugin registered", { type: p.type, id: p.id });
   }
-  await listen(server, config);
+  // Shims forward events here; it must be up before any shim is started or reloaded.
+  const ttrpc = await startTtrpcServer(tasks.ttrpcAddress, events, log);
+  closers.push(() => ttrpc.close());
+  await tasks.reload();
+  closers.push(() => tasks.close());
+  const listener = await listen(server, config);
   log.info("serving", { address: config.address, root: config.root, version: VERSION });
-  return new RunningDaemon(daemon, server, plugins, closers);
+  return new RunningDaemon(daemon, server, listener, plugins, closers);
 }
 
 export async function daemonMain(args: string[]): Promise<number> {
