@@ -346,6 +346,11 @@ Deno.test("shim: exec, pause/resume, kill with a signal, refused transitions", a
       (e) => /runc create "bad": .*no such file or directory/.test((e as Error).message),
     );
     await assert.rejects(client.call(Task, "state", { id: "bad" }), (e) => isKind(e, "not_found"));
+    await assert.rejects(
+      client.call(Task, "create", { id: "bad", bundle: bad, stdout: "tcp://127.0.0.1:1" }),
+      (e) => isKind(e, "invalid_argument") && /unsupported IO URI "tcp:/.test((e as Error).message),
+    );
+    await assert.rejects(client.call(Task, "state", { id: "bad" }), (e) => isKind(e, "not_found"));
 
     const ps = await client.call(Task, "pids", { id: "c2" });
     assert.ok(ps.processes.some((p) => p.pid === pid));
@@ -640,8 +645,16 @@ Deno.test("shim: containerd 1.6 runs containers through berth's shim (io.contain
   const env = {
     REFENV_DIR: `${dir}/refenv`,
     PATH: `${REPO}/packaging:${Deno.env.get("PATH")}`,
+    // containerd passes its environment to shims: a private runc root, so that
+    // concurrent runs of this test (same container ids) cannot collide.
+    BERTH_SHIM_STATE: `${dir}/st`,
   };
-  const ctr = (args: string[]) => run(REFENV, ["ctr", "-n", "shimtest", ...args], { env });
+  // A hung call must not leave containerd behind: every ctr call has a deadline.
+  const ctr = (args: string[], stdin?: string) =>
+    run("timeout", ["-k", "5", "60", REFENV, "ctr", "-n", "shimtest", ...args], {
+      env,
+      ...(stdin === undefined ? {} : { stdin }),
+    });
   const image = "localhost/berth-shim-test:latest";
   const rt = ["--runtime", "io.containerd.berth.v2"];
   try {
@@ -663,6 +676,11 @@ Deno.test("shim: containerd 1.6 runs containers through berth's shim (io.contain
     assert.equal(r.code, 3, r.stderr);
     assert.equal(r.stdout, "hi\n");
     assert.match(r.stderr, /^oops$/m);
+
+    // stdin through the FIFO ctr creates; ctr's CloseIO gives the container its EOF.
+    const cat = await ctr(["run", "--rm", ...rt, image, "r3", "cat"], "piped through\n");
+    assert.equal(cat.code, 0, cat.stderr);
+    assert.equal(cat.stdout, "piped through\n");
 
     ok(await ctr(["run", "-d", ...rt, image, "r2", "sleep", "1000"]), "ctr run -d");
     assert.match((await ctr(["tasks", "ls"])).stdout, /r2\s+\d+\s+RUNNING/);
@@ -696,5 +714,92 @@ Deno.test("shim: containerd 1.6 runs containers through berth's shim (io.contain
   } finally {
     await run(REFENV, ["stop"], { env });
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+/** Children of `ppid` as /proc shows them: pid and state letter. */
+function childrenOf(ppid: number): { pid: number; state: string }[] {
+  const out: { pid: number; state: string }[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const [state, parent] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(parent) === ppid) out.push({ pid: Number(e.name), state: state! });
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+Deno.test("shim: in the host pid namespace, orphans are reaped and killed with their init", async () => {
+  const w = await world();
+  let client: TtrpcClient | undefined;
+  const pids: number[] = [];
+  try {
+    const b = await bundle(
+      w,
+      "c6",
+      ["sh", "-c", "(sleep 0.2 &); (sleep 1000 &); exec sleep 1000"],
+      (s) => {
+        const linux = s.linux as { namespaces: { type: string }[] };
+        linux.namespaces = linux.namespaces.filter((n) => n.type !== "pid");
+      },
+    );
+    const address = await startShim(w, "c6", b);
+    const shim = await shimPid(b);
+    pids.push(shim);
+    client = await TtrpcClient.connect(address, { namespace: NS });
+    const { pid } = await client.call(Task, "create", { id: "c6", bundle: b });
+    await client.call(Task, "start", { id: "c6" });
+    // The two orphaned sleeps became the shim's children; the short one's exit is collected.
+    await waitFor(
+      "the orphans to reach the shim",
+      () => Promise.resolve(childrenOf(shim).filter((c) => c.pid !== pid).length >= 1),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    await waitFor(
+      "the exited orphan to be reaped",
+      () => Promise.resolve(childrenOf(shim).every((c) => c.state !== "Z")),
+      8000,
+    );
+    const orphan = childrenOf(shim).find((c) => c.pid !== pid);
+    assert.ok(orphan, "the long-running orphan is the shim's child");
+    // Its init ends: the shim kills what is left of the container (it has no pid namespace).
+    await client.call(Task, "kill", { id: "c6", signal: 9 });
+    assert.equal((await client.call(Task, "wait", { id: "c6" })).exitStatus, 137);
+    await waitFor(
+      "the orphan to be killed and reaped",
+      () => Promise.resolve(!alive(orphan.pid) && childrenOf(shim).length === 0),
+      8000,
+    );
+    await client.call(Task, "delete", { id: "c6" });
+    await client.call(Task, "shutdown", { id: "c6" });
+  } finally {
+    await cleanup(w, client, pids);
+  }
+});
+
+Deno.test("shim: an OOM kill is reported as /tasks/oom, then the exit", async () => {
+  const w = await world();
+  let client: TtrpcClient | undefined;
+  const pids: number[] = [];
+  try {
+    const b = await bundle(w, "c7", ["sh", "-c", "a=0123456789; while :; do a=$a$a; done"], (s) => {
+      const linux = s.linux as { resources: Record<string, unknown> };
+      linux.resources.memory = { limit: 16 * 1024 * 1024 };
+    });
+    const address = await startShim(w, "c7", b);
+    pids.push(await shimPid(b));
+    client = await TtrpcClient.connect(address, { namespace: NS });
+    await client.call(Task, "create", { id: "c7", bundle: b });
+    await client.call(Task, "start", { id: "c7" });
+    assert.equal((await client.call(Task, "wait", { id: "c7" })).exitStatus, 137);
+    await w.sink.waitTopic("c7", "/tasks/oom");
+    await client.call(Task, "delete", { id: "c7" });
+    await w.sink.waitTopic("c7", "/tasks/delete");
+    assert.equal(w.sink.topics("c7").filter((t) => t === "/tasks/oom").length, 1);
+    await client.call(Task, "shutdown", { id: "c7" });
+  } finally {
+    await cleanup(w, client, pids);
   }
 });

@@ -19,6 +19,7 @@ import type { Snapshotter } from "../snapshots/snapshotter.ts";
 import type { Puller } from "../images/pull.ts";
 import type { SnapshotUnpacker } from "../images/unpack.ts";
 import type { Collector } from "../gc/gc.ts";
+import type { TaskManager } from "../runtime/manager.ts";
 
 /** What every plugin can use: the resolved config and the shared stores. */
 export interface Daemon {
@@ -39,6 +40,8 @@ export interface Daemon {
   unpacker: SnapshotUnpacker;
   /** Garbage collection over every store. */
   gc: Collector;
+  /** Tasks: the shims the daemon started or reloaded. */
+  tasks: TaskManager;
   /** Stable across restarts; reported by introspection's Server call. */
   uuid: string;
   /** Callbacks run at shutdown, in reverse order of registration. */

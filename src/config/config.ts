@@ -118,7 +118,9 @@ export async function readConfigFile(path: string, required: boolean): Promise<C
   if (doc.max_concurrent_downloads !== undefined) {
     const n = Number(doc.max_concurrent_downloads);
     if (!Number.isInteger(n) || n < 1) {
-      throw new Error(`Invalid config ${path}: max_concurrent_downloads must be a positive integer`);
+      throw new Error(
+        `Invalid config ${path}: max_concurrent_downloads must be a positive integer`,
+      );
     }
     out.maxConcurrentDownloads = n;
   }
@@ -161,7 +163,9 @@ function parseRuntimes(v: unknown, path: string): Record<string, RuntimeConfig> 
       if (root) opts.root = root;
       if (o.systemd_cgroup !== undefined) {
         if (typeof o.systemd_cgroup !== "boolean") {
-          throw new Error(`Invalid config ${path}: ${key}.options.systemd_cgroup must be a boolean`);
+          throw new Error(
+            `Invalid config ${path}: ${key}.options.systemd_cgroup must be a boolean`,
+          );
         }
         opts.systemdCgroup = o.systemd_cgroup;
       }

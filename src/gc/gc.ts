@@ -104,7 +104,9 @@ export class Collector {
 
   async #collect(): Promise<GcStats> {
     const start = performance.now();
-    for (const fn of this.#later) for (const p of fn()) if (!this.#parts.has(p.kind)) this.register(p);
+    for (const fn of this.#later) {
+      for (const p of fn()) if (!this.#parts.has(p.kind)) this.register(p);
+    }
     const marked = this.mark();
     const removed: Record<string, number> = {};
     for (const p of this.#parts.values()) {

@@ -49,14 +49,21 @@ function contentParticipant(db: MetaDb, content: ContentStore, log: Logger): GcP
           content.delete(n.namespace, n.id);
           log.debug("gc: removed content", { namespace: n.namespace, digest: n.id });
         } catch (e) {
-          if (!isKind(e, "not_found")) log.warn("gc: cannot remove content", { digest: n.id, error: e });
+          if (!isKind(e, "not_found")) {
+            log.warn("gc: cannot remove content", { digest: n.id, error: e });
+          }
         }
       }
     },
   };
 }
 
-function snapshotParticipant(db: MetaDb, name: string, sn: Snapshotter, log: Logger): GcParticipant {
+function snapshotParticipant(
+  db: MetaDb,
+  name: string,
+  sn: Snapshotter,
+  log: Logger,
+): GcParticipant {
   const kind = `snapshots/${name}`;
   let rows = new Map<string, { parent: string; labels: Record<string, string>; depth: number }>();
   return {
@@ -84,10 +91,11 @@ function snapshotParticipant(db: MetaDb, name: string, sn: Snapshotter, log: Log
       if (r.parent) out.push({ kind, namespace: n.namespace, id: r.parent });
       return out;
     },
-    all: () => [...rows.keys()].map((k) => {
-      const [namespace, id] = k.split("\u0000") as [string, string];
-      return { kind, namespace, id };
-    }),
+    all: () =>
+      [...rows.keys()].map((k) => {
+        const [namespace, id] = k.split("\u0000") as [string, string];
+        return { kind, namespace, id };
+      }),
     async remove(nodes) {
       // Children before parents: order by depth in the parent chain, deepest first.
       const depth = (ns: string, id: string): number => {
@@ -95,13 +103,21 @@ function snapshotParticipant(db: MetaDb, name: string, sn: Snapshotter, log: Log
         for (let p = rows.get(key(ns, id))?.parent; p; p = rows.get(key(ns, p))?.parent) d++;
         return d;
       };
-      const sorted = nodes.map((n) => ({ n, d: depth(n.namespace, n.id) })).sort((a, b) => b.d - a.d);
+      const sorted = nodes.map((n) => ({ n, d: depth(n.namespace, n.id) })).sort((a, b) =>
+        b.d - a.d
+      );
       for (const { n } of sorted) {
         try {
           await sn.remove({ namespace: n.namespace }, n.id);
-          log.debug("gc: removed snapshot", { snapshotter: name, namespace: n.namespace, key: n.id });
+          log.debug("gc: removed snapshot", {
+            snapshotter: name,
+            namespace: n.namespace,
+            key: n.id,
+          });
         } catch (e) {
-          if (!isKind(e, "not_found")) log.warn("gc: cannot remove snapshot", { key: n.id, error: e });
+          if (!isKind(e, "not_found")) {
+            log.warn("gc: cannot remove snapshot", { key: n.id, error: e });
+          }
         }
       }
     },
@@ -137,7 +153,11 @@ export function buildCollector(d: GcDeps): Collector {
     for (const l of d.db.all("SELECT namespace, id, labels FROM leases")) {
       const exp = labelsOf(l.labels)[EXPIRE_LABEL];
       if (exp !== undefined && Date.parse(exp) <= now) {
-        d.db.run("DELETE FROM leases WHERE namespace = ? AND id = ?", l.namespace as string, l.id as string);
+        d.db.run(
+          "DELETE FROM leases WHERE namespace = ? AND id = ?",
+          l.namespace as string,
+          l.id as string,
+        );
         d.log.debug("gc: lease expired", { namespace: String(l.namespace), lease: String(l.id) });
       } else live.add(key(String(l.namespace), String(l.id)));
     }

@@ -20,7 +20,9 @@ export function directTarget(
   if (mounts.length !== 1) return undefined;
   const m = mounts[0]!;
   const opts = m.options ?? [];
-  if (m.type === "bind" && !opts.includes("ro")) return { dir: m.source, mode: "native", parents: [] };
+  if (m.type === "bind" && !opts.includes("ro")) {
+    return { dir: m.source, mode: "native", parents: [] };
+  }
   if (m.type === "overlay") {
     const upper = opts.find((o) => o.startsWith("upperdir="))?.slice("upperdir=".length);
     const lower = opts.find((o) => o.startsWith("lowerdir="))?.slice("lowerdir=".length);
@@ -38,7 +40,14 @@ export async function applyOnMounts(
 ): Promise<ApplyResult> {
   const direct = directTarget(mounts);
   if (direct) {
-    return await applyLayer(stream, direct.dir, { ...opts, mode: direct.mode, parents: direct.parents });
+    return await applyLayer(stream, direct.dir, {
+      ...opts,
+      mode: direct.mode,
+      parents: direct.parents,
+    });
   }
-  return await withTempMount([...mounts], (dir) => applyLayer(stream, dir, { ...opts, mode: "native" }));
+  return await withTempMount(
+    [...mounts],
+    (dir) => applyLayer(stream, dir, { ...opts, mode: "native" }),
+  );
 }

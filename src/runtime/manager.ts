@@ -41,9 +41,9 @@ import {
 import { Bundle } from "./bundle.ts";
 import {
   resolveRuntime,
-  ShimConnection,
   type ShimCommand,
   shimCommandOf,
+  ShimConnection,
   shimDelete,
   ShimLog,
   shimStart,
@@ -292,6 +292,11 @@ export class TaskManager {
     } catch (err) {
       this.#log.warn("shim delete failed", { namespace: ns, id, error: err });
     }
+    // As containerd's binary delete: the bundle goes before the events say so.
+    shimLog?.close();
+    await bundle.delete(this.#log).catch((err) =>
+      this.#log.error("cannot remove bundle", { path: bundle.path, error: err })
+    );
     const ev = this.#o.events;
     ev.publish(ns, "/tasks/exit", TaskExitSchema, {
       containerId: id,
@@ -306,8 +311,6 @@ export class TaskManager {
       exitStatus: exit.exitStatus,
       exitedAt: exit.exitedAt,
     });
-    shimLog?.close();
-    await bundle.delete(this.#log);
     this.#log.info("cleaned up after dead shim", { namespace: ns, id, exit: exit.exitStatus });
   }
 
@@ -368,11 +371,13 @@ export class TaskManager {
   async reload(): Promise<void> {
     const bundles = await Bundle.list(this.#o.config.state);
     const t0 = Date.now();
-    await Promise.all(bundles.map((b) =>
-      this.#reloadOne(b).catch((err) =>
-        this.#log.error("cannot reload task", { namespace: b.namespace, id: b.id, error: err })
-      )
-    ));
+    await Promise.all(
+      bundles.map((b) =>
+        this.#reloadOne(b).catch((err) =>
+          this.#log.error("cannot reload task", { namespace: b.namespace, id: b.id, error: err })
+        )
+      ),
+    );
     if (bundles.length > 0) {
       this.#log.info("tasks reloaded", {
         found: bundles.length,

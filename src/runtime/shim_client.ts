@@ -11,15 +11,13 @@
  */
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Any, AnySchema } from "@bufbuild/protobuf/wkt";
-import {
-  type DeleteResponse,
-  DeleteResponseSchema,
-} from "../gen/containerd/task/v2/shim_pb.ts";
+import { type DeleteResponse, DeleteResponseSchema } from "../gen/containerd/task/v2/shim_pb.ts";
 import { TtrpcClient } from "../ttrpc/mod.ts";
 import type { RuntimeConfig } from "../config/config.ts";
 import { BerthError, invalidArgument, notFound } from "../core/errdefs.ts";
 import type { Logger } from "../util/log.ts";
 import { selfCommand } from "./shim/paths.ts";
+import { libc } from "../sys/libc.ts";
 import type { Bundle } from "./bundle.ts";
 
 /** The value of `shim-binary-path` meaning berth's own shim (`berth shim`). */
@@ -59,8 +57,9 @@ async function isExecutableFile(path: string): Promise<boolean> {
 }
 
 async function lookPath(name: string): Promise<string | undefined> {
-  const dirs = (Deno.env.get("PATH") ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    .split(":");
+  const dirs =
+    (Deno.env.get("PATH") ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+      .split(":");
   for (const d of dirs) {
     if (d && (await isExecutableFile(`${d}/${name}`))) return `${d}/${name}`;
   }
@@ -154,6 +153,32 @@ function env(o: ShimBinaryOptions): Record<string, string> {
 
 const dec = new TextDecoder();
 
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+
+/**
+ * Marks every descriptor of the daemon close-on-exec. Sockets made by the
+ * node compatibility layer (grpc-js's listener and connections) are not, and
+ * a shim inheriting the daemon's listening socket keeps it answering after a
+ * crash, so a restarted daemon finds its address taken. Runs synchronously
+ * right before a spawn, so no descriptor opened in between can slip through.
+ */
+export function closeOnExecAll(): void {
+  let fds: number[];
+  try {
+    fds = [...Deno.readDirSync("/proc/self/fd")].map((e) => Number(e.name));
+  } catch {
+    return;
+  }
+  const c = libc();
+  for (const fd of fds) {
+    if (!(fd > 2)) continue;
+    const flags = c.fcntl(fd, F_GETFD, 0);
+    if (flags >= 0 && (flags & FD_CLOEXEC) === 0) c.fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+}
+
 /** A shim's failure, in its own words. */
 function shimFailure(what: string, o: ShimBinaryOptions, code: number, out: string): BerthError {
   const words = out.trim().split("\n").slice(-5).join("; ");
@@ -170,10 +195,12 @@ function shimFailure(what: string, o: ShimBinaryOptions, code: number, out: stri
  * runtime options go to the shim's stdin (a binary Any), as containerd does.
  */
 export async function shimStart(o: ShimBinaryOptions, options?: Any): Promise<string> {
+  if (o.shim.binary === BERTH_SHIM) return await startBerthShim(o);
   const args = [...baseArgs(o), ...(o.debug ? ["-debug"] : []), "start"];
   o.log.debug("starting shim", { id: o.bundle.id, command: o.shim.command, args: args.join(" ") });
   let child: Deno.ChildProcess;
   try {
+    closeOnExecAll();
     child = new Deno.Command(o.shim.command, {
       args,
       cwd: o.bundle.path,
@@ -201,10 +228,41 @@ export async function shimStart(o: ShimBinaryOptions, options?: Any): Promise<st
   return stdout.split("\n").pop()!.trim();
 }
 
+/**
+ * berth's own shim is started in-process: its `start` logic runs here and
+ * spawns the long-lived `berth shim … serve` (detached, as `berth shim start`
+ * would), saving one program start per task. The options reach that shim in
+ * Task.Create, where berth's shim reads them.
+ */
+async function startBerthShim(o: ShimBinaryOptions): Promise<string> {
+  const { startShim } = await import("./shim/binary.ts");
+  o.log.debug("starting berth shim in-process", { id: o.bundle.id });
+  closeOnExecAll();
+  try {
+    return await startShim({
+      namespace: o.bundle.namespace,
+      id: o.bundle.id,
+      address: o.address,
+      publishBinary: publishBinary(),
+      bundle: o.bundle.path,
+      debug: o.debug ?? false,
+      socket: "",
+      ttrpcAddress: o.ttrpcAddress,
+    });
+  } catch (err) {
+    throw new BerthError(
+      "unknown",
+      `shim start for task "${o.bundle.id}" (berth shim) failed: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+}
+
 /** `<shim> … -bundle DIR delete`: cleans up after a shim that is gone. */
 export async function shimDelete(o: ShimBinaryOptions): Promise<DeleteResponse> {
   const args = [...baseArgs(o), "-bundle", o.bundle.path, ...(o.debug ? ["-debug"] : []), "delete"];
   o.log.debug("running shim delete", { id: o.bundle.id, command: o.shim.command });
+  closeOnExecAll();
   const out = await new Deno.Command(o.shim.command, {
     args,
     cwd: o.bundle.path,
@@ -212,7 +270,7 @@ export async function shimDelete(o: ShimBinaryOptions): Promise<DeleteResponse> 
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).spawn().output();
   const stderr = dec.decode(out.stderr).trim();
   if (!out.success) throw shimFailure("shim delete", o, out.code, stderr);
   if (stderr) o.log.warn("shim delete warnings", { id: o.bundle.id, stderr });

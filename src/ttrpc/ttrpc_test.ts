@@ -301,7 +301,7 @@ Deno.test("timeouts and cancellation fail the call; the server sees its signal",
       aborted = new Promise((r) =>
         ctx.signal.addEventListener("abort", () => r(ctx.signal.reason))
       );
-      return new Promise((r) => setTimeout(() => r({ version: "late" }), 300));
+      return new Promise((r) => setTimeout(() => r({ version: "late" }), 1000));
     },
     state: () => ({ id: "ok" }),
   });
@@ -311,14 +311,14 @@ Deno.test("timeouts and cancellation fail the call; the server sees its signal",
     const t0 = Date.now();
     const err = await client.call(Task, "connect", {}, { timeout: 50 }).catch((e) => e);
     assert.ok(isKind(err, "deadline_exceeded"), String(err));
-    assert.ok(Date.now() - t0 < 250);
+    assert.ok(Date.now() - t0 < 900, "the client gave up on its own deadline");
     await aborted; // The server-side deadline fired too.
     const ac = new AbortController();
     const p = client.call(Task, "connect", {}, { signal: ac.signal });
     ac.abort();
     assert.ok(isKind(await p.catch((e) => e), "canceled"));
     // The connection is still fine; late replies to the dropped calls are ignored.
-    await new Promise((r) => setTimeout(r, 350));
+    await new Promise((r) => setTimeout(r, 1050));
     assert.equal((await client.call(Task, "state", {})).id, "ok");
   } finally {
     client.close();

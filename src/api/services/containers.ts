@@ -4,7 +4,7 @@ import {
   ContainerDeleteSchema,
   ContainerUpdateSchema,
 } from "../../gen/containerd/events/container_pb.ts";
-import { invalidArgument } from "../../core/errdefs.ts";
+import { failedPrecondition, invalidArgument } from "../../core/errdefs.ts";
 import type { Plugin } from "../plugins.ts";
 
 export const containersPlugin: Plugin = {
@@ -44,6 +44,12 @@ export const containersPlugin: Plugin = {
       },
       delete(req, ctx) {
         const ns = ctx.namespace();
+        // A task holds the container's spec and rootfs: it must go first.
+        if (daemon.tasks.has(ns, req.id)) {
+          throw failedPrecondition(
+            `cannot delete container "${req.id}": it has a task; delete the task first`,
+          );
+        }
         store.delete(ns, req.id);
         daemon.events.publish(ns, "/containers/delete", ContainerDeleteSchema, { id: req.id });
         return Promise.resolve({});

@@ -20,7 +20,11 @@ export const diffPlugin: Plugin = {
         // Refuse media types we cannot decompress, naming them.
         compressionOf(desc.mediaType);
         if (!daemon.content.visible(ns, desc.digest)) throw notFound(`content ${desc.digest}`);
-        const mounts = req.mounts.map((m) => ({ type: m.type, source: m.source, options: [...m.options] }));
+        const mounts = req.mounts.map((m) => ({
+          type: m.type,
+          source: m.source,
+          options: [...m.options],
+        }));
         const start = performance.now();
         const res = await applyOnMounts(daemon.content.read(ns, desc.digest), mounts, {
           signal: ctx.signal,

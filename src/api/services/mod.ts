@@ -9,6 +9,7 @@ import { contentPlugin, contentStorePlugin } from "./content.ts";
 import { imagesPlugin } from "./images.ts";
 import { leasesPlugin } from "./leases.ts";
 import { containersPlugin } from "./containers.ts";
+import { runtimePlugin, tasksPlugin } from "./tasks.ts";
 import { diffPlugin } from "./diff.ts";
 import { transferPlugin } from "./transfer.ts";
 
@@ -26,6 +27,8 @@ export function allPlugins(): Plugin[] {
     imagesPlugin,
     leasesPlugin,
     containersPlugin,
+    runtimePlugin,
+    tasksPlugin,
     diffPlugin,
     transferPlugin,
   ];

@@ -35,7 +35,11 @@ export const transferPlugin: Plugin = {
           sending = sending.then(() =>
             send({
               phase: p.phase,
-              blobs: p.blobs.map((b) => ({ ...b, offset: BigInt(b.offset), total: BigInt(b.total) })),
+              blobs: p.blobs.map((b) => ({
+                ...b,
+                offset: BigInt(b.offset),
+                total: BigInt(b.total),
+              })),
             })
           ).catch(() => {});
         };
@@ -88,7 +92,12 @@ export const transferPlugin: Plugin = {
             const snapshotter = head.snapshotter || daemon.config.snapshotter;
             for (const img of res.images) {
               for (const manifest of img.manifests) {
-                await unpackStored(daemon.unpacker, daemon.content, { namespace: ns, snapshotter, manifest, lease });
+                await unpackStored(daemon.unpacker, daemon.content, {
+                  namespace: ns,
+                  snapshotter,
+                  manifest,
+                  lease,
+                });
               }
             }
           }
@@ -99,7 +108,9 @@ export const transferPlugin: Plugin = {
       },
       async export(req, ctx, send) {
         const ns = ctx.namespace();
-        if (req.names.length === 0) throw invalidArgument("export: at least one image name is required");
+        if (req.names.length === 0) {
+          throw invalidArgument("export: at least one image name is required");
+        }
         if (req.format && req.format !== "oci" && req.format !== "docker") {
           throw invalidArgument(`export: unknown format "${req.format}": want oci or docker`);
         }

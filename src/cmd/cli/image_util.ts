@@ -24,7 +24,10 @@ export async function details(c: Client, img: Image) {
   let mdesc = { mediaType: t.mediaType, digest: t.digest, size: Number(t.size) };
   let size = 0;
   if (isIndexType(t.mediaType)) {
-    const index = parseIndex(await readBlob(c, t.digest), { what: `index of "${img.name}"`, mediaType: t.mediaType });
+    const index = parseIndex(await readBlob(c, t.digest), {
+      what: `index of "${img.name}"`,
+      mediaType: t.mediaType,
+    });
     const m = selectManifests(index)[0];
     if (!m) return { size: Number(t.size), manifest: undefined, config: undefined };
     mdesc = m;
@@ -36,4 +39,3 @@ export async function details(c: Client, img: Image) {
   size = mdesc.size + manifest.config.size + manifest.layers.reduce((n, l) => n + l.size, 0);
   return { size, manifest, config: manifest.config };
 }
-

@@ -24,7 +24,9 @@ Unmounts DIR (mounted by berth mount) and removes its snapshot.
 
 /** The snapshot key a mount of DIR uses: stable, so unmount finds it. */
 function keyFor(dir: string): string {
-  return `berth-mount-${createHash("sha256").update(Deno.realPathSync(dir)).digest("hex").slice(0, 16)}`;
+  return `berth-mount-${
+    createHash("sha256").update(Deno.realPathSync(dir)).digest("hex").slice(0, 16)
+  }`;
 }
 
 export const mountCommand: Command = {
@@ -49,7 +51,10 @@ export const mountCommand: Command = {
     const method = values.rw ? "prepare" : "view";
     const res = await c.call(Snapshots, method, { snapshotter, key, parent, labels: {} });
     try {
-      await mountAll(res.mounts.map((m) => ({ type: m.type, source: m.source, options: [...m.options] })), dir);
+      await mountAll(
+        res.mounts.map((m) => ({ type: m.type, source: m.source, options: [...m.options] })),
+        dir,
+      );
     } catch (e) {
       await c.call(Snapshots, "remove", { snapshotter, key }).catch(() => {});
       throw e;
@@ -69,7 +74,10 @@ export const unmountCommand: Command = {
     if (!dir) throw new UsageError(`unmount: DIR is required\n\n${UNMOUNT_HELP}`);
     const key = keyFor(dir);
     await unmountAll(dir);
-    await g.client().call(Snapshots, "remove", { snapshotter: values.snapshotter ?? "overlayfs", key });
+    await g.client().call(Snapshots, "remove", {
+      snapshotter: values.snapshotter ?? "overlayfs",
+      key,
+    });
     g.out(dir);
     return 0;
   },

@@ -18,7 +18,8 @@ Options:
   --json                 print the result as JSON
 `;
 
-interface Blob {
+/** One blob's progress as a pull reports it. */
+export interface Blob {
   digest: string;
   offset: number;
   total: number;
@@ -29,16 +30,21 @@ function short(d: string): string {
   return d.replace(/^sha256:/, "").slice(0, 12);
 }
 
-/** Renders progress: redrawn in place on a terminal, change lines otherwise. */
-class ProgressView {
+/**
+ * Renders progress: redrawn in place on a terminal, change lines otherwise.
+ * Written to `out` (default stdout; `berth run` uses stderr).
+ */
+export class ProgressView {
   #tty: boolean;
+  #out: { writeSync(b: Uint8Array): number };
   #lines = 0;
   #seen = new Map<string, string>();
   #start = performance.now();
   #rates = new Map<string, { t: number; off: number; rate: number }>();
   #enc = new TextEncoder();
-  constructor(tty: boolean) {
+  constructor(tty: boolean, out: { writeSync(b: Uint8Array): number } = Deno.stdout) {
     this.#tty = tty;
+    this.#out = out;
   }
   #rate(b: Blob): number {
     const now = performance.now();
@@ -61,7 +67,7 @@ class ProgressView {
         const key = b.state === "downloading" ? "downloading" : b.state;
         if (this.#seen.get(b.digest) === key) continue;
         this.#seen.set(b.digest, key);
-        console.log(`${short(b.digest)}: ${b.state} ${formatSize(b.total)}`);
+        this.#out.writeSync(this.#enc.encode(`${short(b.digest)}: ${b.state} ${formatSize(b.total)}\n`));
       }
       return;
     }
@@ -81,7 +87,7 @@ class ProgressView {
     let out = this.#lines > 0 ? `\x1b[${this.#lines}A` : "";
     out += rows.map((r) => `\x1b[2K${r}\n`).join("");
     this.#lines = rows.length;
-    Deno.stdout.writeSync(this.#enc.encode(out));
+    this.#out.writeSync(this.#enc.encode(out));
   }
 }
 
@@ -101,8 +107,12 @@ export const pullCommand: Command = {
       json: { type: "boolean" },
     }, HELP);
     const ref = positionals[0];
-    if (!ref || positionals.length > 1) throw new UsageError(`pull: exactly one REF is required\n\n${HELP}`);
-    const view = values.quiet || values.json ? undefined : new ProgressView(Deno.stdout.isTerminal());
+    if (!ref || positionals.length > 1) {
+      throw new UsageError(`pull: exactly one REF is required\n\n${HELP}`);
+    }
+    const view = values.quiet || values.json
+      ? undefined
+      : new ProgressView(Deno.stdout.isTerminal());
     const blobs = new Map<string, Blob>();
     let final;
     for await (
@@ -117,7 +127,12 @@ export const pullCommand: Command = {
       })
     ) {
       for (const b of msg.blobs) {
-        blobs.set(b.digest, { digest: b.digest, offset: Number(b.offset), total: Number(b.total), state: b.state });
+        blobs.set(b.digest, {
+          digest: b.digest,
+          offset: Number(b.offset),
+          total: Number(b.total),
+          state: b.state,
+        });
       }
       if (msg.image) final = msg;
       else view?.update(msg.phase, [...blobs.values()]);

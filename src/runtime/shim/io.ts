@@ -3,9 +3,12 @@
  * hand a child nothing else), and the shim copies them to what the client
  * asked for:
  *
- * - a FIFO path (what ctr and the berth CLI create): opened read-write, so the
- *   open never blocks and the FIFO survives a client that comes and goes, as
- *   containerd's shim does;
+ * - a FIFO path (what ctr and the berth CLI create). Output FIFOs are opened
+ *   read-write, so the open never blocks and they survive a client that comes
+ *   and goes. The stdin FIFO is opened read-only, as containerd's shim does:
+ *   the open waits (on a pool thread) for the client's end, and when the
+ *   client closes it the process reads EOF (`ctr run` relies on this; CloseIO
+ *   does the same on request);
  * - `file:///path`: output appended to a file (stdin not supported);
  * - empty: discarded.
  *
@@ -75,6 +78,8 @@ export interface ProcessStreams {
 /** The live IO of one process: copying goes on until the process's output ends. */
 export class ProcessIo {
   #stdin: Deno.FsFile | undefined;
+  #stdinPath = "";
+  #stdinClosed = false;
   #stdinWriter: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #copies: Promise<void>[] = [];
   #stdinCopy: Promise<void> | undefined;
@@ -105,7 +110,7 @@ export class ProcessIo {
     if (streams.stderr) io.#copies.push(pump(streams.stderr, err));
     else err?.close();
     if (paths.stdin && streams.stdin) {
-      io.#stdin = await Deno.open(paths.stdin, { read: true, write: true });
+      io.#stdinPath = paths.stdin;
       io.#stdinWriter = streams.stdin.getWriter();
       io.#stdinCopy = io.#copyStdin();
     }
@@ -116,22 +121,39 @@ export class ProcessIo {
     const buf = new Uint8Array(32 * 1024);
     const w = this.#stdinWriter!;
     try {
-      for (;;) {
-        const n = await this.#stdin!.read(buf);
-        if (n === null) break;
-        await w.write(buf.slice(0, n));
+      // Completes once the client opens its end (or closeStdin releases it).
+      const f = await Deno.open(this.#stdinPath, { read: true });
+      if (this.#stdinClosed) f.close();
+      else {
+        this.#stdin = f;
+        for (;;) {
+          const n = await f.read(buf);
+          if (n === null || this.#stdinClosed) break;
+          await w.write(buf.slice(0, n));
+        }
       }
     } catch { /* closed by closeStdin or the process went away */ }
+    // The client closed its end: the process reads EOF, as with containerd's shim.
     await w.close().catch(() => {});
   }
 
   /** Closes the process's stdin (CloseIO): it reads EOF. */
   closeStdin(): void {
+    if (this.#stdinClosed) return;
+    this.#stdinClosed = true;
     const f = this.#stdin;
     this.#stdin = undefined;
-    try {
-      f?.close();
-    } catch { /* already closed */ }
+    if (f) {
+      try {
+        f.close();
+      } catch { /* already closed */ }
+    } else if (this.#stdinPath) {
+      // An open still waiting for the client: opening the other end ourselves releases it.
+      try {
+        Deno.openSync(this.#stdinPath, { read: true, write: true }).close();
+      } catch { /* the FIFO is gone */ }
+    }
+    // Closing the pipe now, not after a pending read returns, gives the process its EOF at once.
     this.#stdinWriter?.close().catch(() => {});
     this.#stdinWriter = undefined;
   }

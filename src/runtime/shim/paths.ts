@@ -26,7 +26,8 @@ export function dirname(path: string): string {
   return i <= 0 ? "/" : path.slice(0, i);
 }
 
-function basename(path: string): string {
+/** The last part of a path. */
+export function basename(path: string): string {
   return path.replace(/\/+$/, "").split("/").pop() ?? "";
 }
 

@@ -32,6 +32,7 @@ import {
   TaskExecAddedSchema,
   TaskExecStartedSchema,
   TaskExitSchema,
+  TaskOOMSchema,
   TaskPausedSchema,
   TaskResumedSchema,
   TaskStartSchema,
@@ -49,6 +50,7 @@ import type { Logger } from "../../util/log.ts";
 import { ProcessIo, type StdioPaths } from "./io.ts";
 import { type ProcessExit, type ProcessState, ShimProcess } from "./process.ts";
 import type { EventPublisher } from "./publisher.ts";
+import { basename } from "./paths.ts";
 import { type BundleOptions, runcFor, unmountRootfs } from "./bundle.ts";
 
 /** How long an exited process's output may keep flowing before its exit is reported. */
@@ -63,6 +65,7 @@ class Container {
   readonly options: BundleOptions;
   mounted = false;
   killAllOnExit = false;
+  oom: { close(): void } | undefined;
   #lock: Promise<unknown> = Promise.resolve();
 
   constructor(id: string, bundle: string, runc: Runc, init: ShimProcess, options: BundleOptions) {
@@ -110,10 +113,41 @@ export class TaskService {
   #opts: TaskServiceOptions;
   #log: Logger;
   #containers = new Map<string, Container>();
+  /** Pids of our processes, from the moment runc reports them until their exit is handled. */
+  #known = new Set<number>();
+  #sweeper: ReturnType<typeof setInterval> | undefined;
 
   constructor(opts: TaskServiceOptions) {
     this.#opts = opts;
     this.#log = opts.log;
+  }
+
+  /**
+   * While a container shares the host pid namespace, its orphans come to
+   * this subreaper: collect their exits every few seconds (see orphans.ts).
+   */
+  #sweepOrphans(): void {
+    const shared = [...this.#containers.values()].filter((c) => c.killAllOnExit);
+    if (shared.length === 0) {
+      if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+      return;
+    }
+    if (this.#sweeper !== undefined) return;
+    const timer = setInterval(async () => {
+      const { reapOrphans } = await import("./orphans.ts");
+      // Never a pid we or the reaper wait for, nor a runtime call Deno.Command waits for.
+      const runtimes = new Set(["runc", "crun"]);
+      for (const c of this.#containers.values()) runtimes.add(basename(c.runc.binary));
+      const watching = new Set(this.#opts.reaper.watching);
+      const reaped = reapOrphans((z) =>
+        this.#known.has(z.pid) || watching.has(z.pid) || runtimes.has(z.comm)
+      );
+      if (reaped.length > 0) this.#log.debug("reaped orphans", { pids: reaped.join(",") });
+      this.#sweepOrphans();
+    }, 2000);
+    Deno.unrefTimer(timer);
+    this.#sweeper = timer;
   }
 
   /** Number of containers this shim holds. */
@@ -167,6 +201,7 @@ export class TaskService {
         receiving.catch(() => {});
         await make({ consoleSocket: sock.path, stdin: "null", stdout: "null", stderr: "null" });
         p.pid = await readPidFile(pidFile);
+        this.#known.add(p.pid);
         const pty: PtyMaster = await receiving;
         p.pty = pty;
         p.io = await ProcessIo.attachStreams({
@@ -183,6 +218,7 @@ export class TaskService {
         stderr: "piped",
       });
       p.pid = await readPidFile(pidFile);
+      this.#known.add(p.pid);
       p.io = await ProcessIo.attach(child, stdio);
     }
   }
@@ -227,6 +263,7 @@ export class TaskService {
     // ctr does right after Start, racing a short-lived process).
     await p.starting;
     p.setExited(exit);
+    this.#known.delete(p.pid);
     this.#publish("/tasks/exit", TaskExitSchema, {
       containerId: c.id,
       id: p.id,
@@ -234,6 +271,26 @@ export class TaskService {
       exitStatus: exit.status,
       exitedAt: timestampFromDate(exit.at),
     });
+  }
+
+  /** Publishes `/tasks/oom` for every OOM kill in the container's memory cgroup (cgroup v1). */
+  async #watchOom(c: Container): Promise<void> {
+    const { memoryCgroupOf, OomWatcher } = await import("./oom.ts");
+    const cgroup = await memoryCgroupOf(c.init.pid);
+    if (!cgroup || !this.#containers.has(c.id)) return;
+    const w = await OomWatcher.open(cgroup);
+    c.oom = w;
+    while (await w.next()) {
+      this.#log.debug("oom kill", { id: c.id, cgroup });
+      this.#publish("/tasks/oom", TaskOOMSchema, { containerId: c.id });
+    }
+  }
+
+  /** A process that was made but will not be followed (its setup failed): collect its exit. */
+  #forget(p: ShimProcess): void {
+    if (p.pid <= 0) return;
+    const pid = p.pid;
+    this.#opts.reaper.wait(pid).catch(() => {}).finally(() => this.#known.delete(pid));
   }
 
   async #writeTemp(bundle: string, what: string, data: string): Promise<string> {
@@ -254,6 +311,7 @@ export class TaskService {
     }
     if (req.checkpoint) throw notImplemented("restoring a checkpoint is not supported by berth");
     if (this.#containers.has(id)) throw alreadyExists(`container "${id}"`);
+    checkStdio(req, `container "${id}"`);
     const options = decodeOptions(req.options);
     const runc = runcFor(options, this.#opts.stateDir, this.#opts.namespace, this.#log);
     const stdio: StdioPaths = {
@@ -293,11 +351,14 @@ export class TaskService {
     } catch (err) {
       this.#containers.delete(id);
       await runc.delete(id, true).catch(() => {});
+      this.#forget(init);
       if (c.mounted) await unmountRootfs(req.bundle).catch(() => {});
       log.debug("create failed", { error: err });
       throw err;
     }
     this.#watch(c, init);
+    this.#watchOom(c).catch((err) => log.warn("watching for OOM kills failed", { error: err }));
+    this.#sweepOrphans();
     log.debug("created", { pid: init.pid, binary: runc.binary });
     this.#publish("/tasks/create", TaskCreateSchema, {
       containerId: id,
@@ -347,6 +408,16 @@ export class TaskService {
           ...stdio,
           ...(stdio.consoleSocket ? { consoleSocket: stdio.consoleSocket } : {}),
         }), pidFile);
+    } catch (err) {
+      // Made but not attached (e.g. its terminal never came): end it rather than leave it unowned.
+      if (p.pid > 0) {
+        try {
+          kill(p.pid, 9);
+        } catch { /* already gone */ }
+        this.#forget(p);
+        p.pid = 0;
+      }
+      throw err;
     } finally {
       await Deno.remove(processFile).catch(() => {});
       await Deno.remove(pidFile).catch(() => {});
@@ -390,6 +461,8 @@ export class TaskService {
         proc.pty?.close();
       }
       this.#containers.delete(c.id);
+      c.oom?.close();
+      this.#sweepOrphans();
       const exitStatus = p.exit?.status ?? 0;
       const exitedAt = ts(p.exit?.at ?? new Date());
       this.#publish("/tasks/delete", TaskDeleteSchema, {
@@ -475,6 +548,7 @@ export class TaskService {
         cause: err,
       });
     }
+    checkStdio(req, `exec "${req.execId}"`);
     const p = new ShimProcess(c.id, req.execId, {
       stdin: req.stdin,
       stdout: req.stdout,
@@ -603,6 +677,20 @@ export class TaskService {
       connect: (req) => this.connect(req),
       shutdown: () => this.shutdown(),
     };
+  }
+}
+
+/** Refuses IO addresses the shim cannot serve, before anything is created. */
+function checkStdio(req: { stdin: string; stdout: string; stderr: string }, what: string): void {
+  if (req.stdin.includes("://")) {
+    throw invalidArgument(`${what}: unsupported stdin URI "${req.stdin}": use a FIFO path`);
+  }
+  for (const uri of [req.stdout, req.stderr]) {
+    if (uri.includes("://") && !uri.startsWith("file://")) {
+      throw invalidArgument(
+        `${what}: unsupported IO URI "${uri}": use a FIFO path or file:///path`,
+      );
+    }
   }
 }
 
