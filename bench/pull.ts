@@ -26,9 +26,6 @@
  * the refenv scripts), BENCH_PULL_IMAGES (busybox,big).
  */
 import { TUNED_V8_FLAGS } from "./mod.ts";
-import { Client } from "../src/cmd/cli/client.ts";
-import { Transfer } from "../src/gen/berth/images/v1/transfer_pb.ts";
-import { Images } from "../src/gen/containerd/services/images/v1/images_pb.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const REFENV = Deno.env.get("BENCH_REFENV") ?? `${REPO}/../shared/refenv`;
@@ -36,6 +33,8 @@ const RUNS = Number(Deno.env.get("BENCH_PULL_RUNS") ?? 3);
 const BIG_MB = Deno.env.get("REFENV_BIG_MB") ?? "200";
 const IMAGES = (Deno.env.get("BENCH_PULL_IMAGES") ?? "busybox,big").split(",");
 const NS = "bench";
+/** How berth runs: `bundle` (as installed by scripts/setup.sh) or `source` (main.ts). */
+const ENTRY_MODE = Deno.env.get("BENCH_BERTH_ENTRY") ?? "bundle";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -74,26 +73,70 @@ async function statusKb(pid: number, field: string): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
+/** User + system CPU time of a process so far, in ms (/proc/PID/stat, in clock ticks). */
+async function cpuMsOf(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10; // utime, stime; USER_HZ is 100
+}
+
+/** One timed pull: wall time, and CPU time of the client command plus the daemon. */
+interface Sample {
+  wallMs: number;
+  cpuMs: number;
+}
+
+/** Runs a command under /usr/bin/time; returns its wall and CPU (user + sys) ms. */
+async function timed(cmd: string, args: string[], env?: Record<string, string>): Promise<Sample> {
+  const out = await Deno.makeTempFile({ prefix: "berth-bench-time-" });
+  try {
+    await run("/usr/bin/time", ["-f", "%e %U %S", "-o", out, cmd, ...args], env);
+    const [e, u, s] = (await Deno.readTextFile(out)).trim().split("\n").at(-1)!.split(" ").map(
+      Number,
+    );
+    return { wallMs: e! * 1000, cpuMs: (u! + s!) * 1000 };
+  } finally {
+    await Deno.remove(out).catch(() => {});
+  }
+}
+
 /** A daemon under test: how to delete an image cold and how to pull it. */
 interface Target {
   name: string;
   pid: number;
   /** Removes the image and everything it holds; throws if content is left. */
   clean(ref: string): Promise<void>;
-  /** Pulls; returns the wall time in ms. */
-  pull(ref: string): Promise<number>;
+  /** Pulls with the user's command. */
+  pull(ref: string): Promise<Sample>;
   stop(): Promise<void>;
 }
 
-async function startBerth(): Promise<Target & { rpcPull(ref: string): Promise<number> }> {
+/** What the RPC-only client (this file with --client) reports. */
+interface RpcResult {
+  ms: number;
+  /** From the first byte requested to the last layer downloaded. */
+  fetchMs: number;
+  /** From the first layer unpacking to the last unpacked. */
+  unpackMs: number;
+  /** Time after the last layer was unpacked until the image was recorded. */
+  tailMs: number;
+}
+
+async function startBerth(): Promise<Target & { rpcPull(ref: string): Promise<RpcResult> }> {
   const dir = await Deno.makeTempDir({ prefix: "berth-bench-pull-" });
   const sock = `${dir}/state/berth.sock`;
+  let entry = `${REPO}/main.ts`;
+  if (ENTRY_MODE === "bundle") {
+    entry = `${dir}/berth.js`;
+    await run(Deno.execPath(), ["bundle", "--platform", "deno", "-o", entry, `${REPO}/main.ts`]);
+  }
+  console.error(`bench: berth from ${ENTRY_MODE === "bundle" ? "a bundle of" : ""} main.ts`);
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
       `--v8-flags=${TUNED_V8_FLAGS}`,
-      `${REPO}/main.ts`,
+      entry,
       "daemon",
       "--root",
       `${dir}/root`,
@@ -110,8 +153,8 @@ async function startBerth(): Promise<Target & { rpcPull(ref: string): Promise<nu
   }).spawn();
   let alive = true;
   child.status.then(() => (alive = false));
-  const berth = (...args: string[]) =>
-    run(Deno.execPath(), ["run", "-A", `${REPO}/main.ts`, "-a", sock, "-n", NS, ...args]);
+  const cli = (...args: string[]) => ["run", "-A", entry, "-a", sock, "-n", NS, ...args];
+  const berth = (...args: string[]) => run(Deno.execPath(), cli(...args));
   const stop = async () => {
     if (alive) child.kill("SIGTERM");
     await child.status;
@@ -131,7 +174,6 @@ async function startBerth(): Promise<Target & { rpcPull(ref: string): Promise<nu
       await sleep(50);
     }
   }
-  const client = new Client({ address: sock, namespace: NS });
   return {
     name: "berth",
     pid: child.pid,
@@ -142,20 +184,20 @@ async function startBerth(): Promise<Target & { rpcPull(ref: string): Promise<nu
       if (left) throw new Error(`berth: content left after rmi:\n${left}`);
     },
     async pull(ref) {
-      const t = performance.now();
-      await berth("pull", "-q", ref);
-      return performance.now() - t;
+      const before = await cpuMsOf(child.pid);
+      const s = await timed(Deno.execPath(), cli("pull", "-q", ref));
+      return { wallMs: s.wallMs, cpuMs: s.cpuMs + (await cpuMsOf(child.pid)) - before };
     },
     async rpcPull(ref) {
-      const t = performance.now();
-      let done = false;
-      for await (const msg of client.stream(Transfer, "pull", { reference: ref })) {
-        if (msg.image) done = true;
-      }
-      if (!done) throw new Error(`berth: pull of ${ref} gave no image`);
-      const ms = performance.now() - t;
-      await client.call(Images, "get", { name: ref });
-      return ms;
+      const out = await run(Deno.execPath(), [
+        "run",
+        "-A",
+        import.meta.filename!,
+        "--client",
+        sock,
+        ref,
+      ]);
+      return JSON.parse(out.trim().split("\n").at(-1)!) as RpcResult;
     },
     stop,
   };
@@ -183,9 +225,18 @@ async function startContainerd(env: Record<string, string>): Promise<Target> {
       if (left) throw new Error(`containerd: content left after rm --sync:\n${left}`);
     },
     async pull(ref) {
-      const t = performance.now();
-      await ctr("images", "pull", "--plain-http", ref);
-      return performance.now() - t;
+      const before = await cpuMsOf(pid);
+      const s = await timed("ctr", [
+        "--address",
+        `${env.REFENV_DIR}/containerd/containerd.sock`,
+        "-n",
+        NS,
+        "images",
+        "pull",
+        "--plain-http",
+        ref,
+      ]);
+      return { wallMs: s.wallMs, cpuMs: s.cpuMs + (await cpuMsOf(pid)) - before };
     },
     stop,
   };
@@ -201,7 +252,50 @@ async function withPeak<T>(pid: number, fn: () => Promise<T>): Promise<[T, numbe
 const fmtS = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const fmtMb = (kb: number) => `${(kb / 1024).toFixed(0)} MB`;
 
+/**
+ * The RPC-only client, run as its own process: one Transfer/Pull call, timed
+ * from the request to the final message, with the per-layer states the
+ * progress stream reports. Prints one JSON line and exits without closing the
+ * channel (see bench/client.ts on GOAWAY in Deno's node:http2).
+ */
+async function clientMain(sock: string, ref: string): Promise<never> {
+  const { Client } = await import("../src/cmd/cli/client.ts");
+  const { Transfer } = await import("../src/gen/berth/images/v1/transfer_pb.ts");
+  const c = new Client({ address: sock, namespace: NS });
+  const first = new Map<string, number>();
+  const mark = (state: string, t: number) => {
+    if (!first.has(`first:${state}`)) first.set(`first:${state}`, t);
+    first.set(`last:${state}`, t);
+  };
+  const seen = new Map<string, string>();
+  const t0 = performance.now();
+  let done = false;
+  for await (const msg of c.stream(Transfer, "pull", { reference: ref })) {
+    const t = performance.now() - t0;
+    for (const b of msg.blobs) {
+      if (seen.get(b.digest) === b.state) continue;
+      seen.set(b.digest, b.state);
+      if (!b.mediaType.includes("layer")) continue;
+      mark(b.state, t);
+    }
+    if (msg.image) done = true;
+  }
+  const ms = performance.now() - t0;
+  if (!done) throw new Error(`pull of ${ref} gave no image`);
+  const g = (k: string) => first.get(k) ?? 0;
+  const fetchEnd = Math.max(g("last:done"), g("last:exists"));
+  const out: RpcResult = {
+    ms,
+    fetchMs: fetchEnd - g("first:downloading"),
+    unpackMs: g("last:unpacked") - g("first:unpacking"),
+    tailMs: ms - g("last:unpacked"),
+  };
+  console.log(JSON.stringify(out));
+  Deno.exit(0);
+}
+
 async function main(): Promise<void> {
+  if (Deno.args[0] === "--client") await clientMain(Deno.args[1]!, Deno.args[2]!);
   if (Deno.uid() !== 0) throw new Error("The benchmark runs containerd and needs root");
   const refenvDir = await Deno.makeTempDir({ prefix: "berth-bench-pull-refenv-" });
   const port = freePort();
@@ -222,74 +316,117 @@ async function main(): Promise<void> {
     const containerd = await startContainerd(env);
     targets.push(containerd);
 
-    const times: Record<string, Record<string, number[]>> = {};
+    const samples: Record<string, Record<string, Sample[]>> = {};
     const peaks: Record<string, number[]> = { berth: [], containerd: [] };
-    const rpc: Record<string, number[]> = {};
+    const rpc: Record<string, RpcResult[]> = {};
+    const cold = async (t: Target, ref: string) => {
+      await t.clean(ref);
+      await run("sync", []);
+      await sleep(500);
+    };
     for (const image of IMAGES) {
       const ref = `localhost:${port}/${image}:latest`;
-      times[image] = { berth: [], containerd: [] };
+      samples[image] = { berth: [], containerd: [] };
       rpc[image] = [];
-      // One warm-up pull each, not timed: first-use costs (JIT, page cache of the registry's blobs).
+      // One pull each, not timed: first-use costs (JIT, the registry's page cache).
       for (const t of targets) {
         await t.clean(ref);
         await t.pull(ref);
       }
       for (let i = 0; i < RUNS; i++) {
         for (const t of targets) {
-          await t.clean(ref);
-          await run("sync", []);
-          await sleep(500);
-          const [ms, peak] = await withPeak(t.pid, () => t.pull(ref));
-          times[image]![t.name]!.push(ms);
+          await cold(t, ref);
+          const [s, peak] = await withPeak(t.pid, () => t.pull(ref));
+          samples[image]![t.name]!.push(s);
           if (image === "big") peaks[t.name]!.push(peak);
-          console.error(`bench: ${image} ${t.name} run ${i + 1}: ${fmtS(ms)}`);
+          console.error(
+            `bench: ${image} ${t.name} run ${i + 1}: ${fmtS(s.wallMs)} wall, ${fmtS(s.cpuMs)} CPU`,
+          );
         }
-        // berth's pull without the CLI: the RPC alone.
-        await berth.clean(ref);
-        await run("sync", []);
-        await sleep(500);
-        rpc[image]!.push(await berth.rpcPull(ref));
+        // berth's pull without the CLI: the RPC alone, with its phases.
+        await cold(berth, ref);
+        const r = await berth.rpcPull(ref);
+        rpc[image]!.push(r);
+        console.error(
+          `bench: ${image} berth RPC run ${i + 1}: ${fmtS(r.ms)} (fetch ${fmtS(r.fetchMs)}, ` +
+            `unpack ${fmtS(r.unpackMs)}, after unpack ${fmtS(r.tailMs)})`,
+        );
       }
       await berth.clean(ref);
       await containerd.clean(ref);
     }
 
     const host = (await Deno.readTextFile("/proc/cpuinfo")).match(/^processor/gm)?.length ?? 0;
+    const load = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
     lines.push(
       `# berth pull benchmark, ${new Date().toISOString()}`,
       `# ${Deno.build.target}, ${host} CPUs, Deno ${Deno.version.deno}, kernel ${
         (await Deno.readTextFile("/proc/sys/kernel/osrelease")).trim()
-      }`,
+      }, load average at the end ${load}`,
       `# cold pulls from one local registry (refenv images), median of ${RUNS} runs each,` +
         ` daemons taking turns; before each run: image deleted with GC, content store empty, sync`,
-      `# berth: \`berth pull -q\` wall time (CLI start-up included) and the Transfer/Pull RPC alone;` +
-        ` containerd 1.6.20: \`ctr images pull --plain-http\`; both unpack into overlayfs`,
+      `# berth (${ENTRY_MODE}): \`berth pull -q\`; containerd 1.6.20: \`ctr images pull` +
+        ` --plain-http\`; both unpack into overlayfs. CPU = the command's user+sys plus the` +
+        ` daemon's. RPC = berth's Transfer/Pull alone (no CLI start-up), with its phases`,
       `# images (refenv table):`,
-      ...table.trim().split("\n").map((l) => `#   ${l}`),
+      ...table.trim().split("\n").filter((l) => !l.includes("not in registry")).map((l) =>
+        `#   ${l}`
+      ),
       "",
-      `${"image".padEnd(10)}${"berth pull".padStart(12)}${"berth RPC".padStart(12)}${
-        "containerd".padStart(12)
-      }${"berth/ctrd".padStart(12)}${"RPC/ctrd".padStart(10)}   runs (berth | containerd)`,
+      [
+        "image".padEnd(9),
+        "berth".padStart(9),
+        "ctrd".padStart(9),
+        "ratio".padStart(7),
+        "berth CPU".padStart(11),
+        "ctrd CPU".padStart(10),
+        "ratio".padStart(7),
+        "RPC".padStart(9),
+        "ratio".padStart(7),
+        "  RPC fetch / unpack / after",
+      ].join(""),
     );
     for (const image of IMAGES) {
-      const b = median(times[image]!.berth!);
-      const c = median(times[image]!.containerd!);
-      const r = median(rpc[image]!);
+      const ss = samples[image]!;
+      const bw = median(ss.berth!.map((x) => x.wallMs));
+      const cw = median(ss.containerd!.map((x) => x.wallMs));
+      const bc = median(ss.berth!.map((x) => x.cpuMs));
+      const cc = median(ss.containerd!.map((x) => x.cpuMs));
+      const r = rpc[image]!;
+      const rm = median(r.map((x) => x.ms));
       lines.push(
-        `${image.padEnd(10)}${fmtS(b).padStart(12)}${fmtS(r).padStart(12)}${fmtS(c).padStart(12)}${
-          `${(b / c).toFixed(2)}x`.padStart(12)
-        }${`${(r / c).toFixed(2)}x`.padStart(10)}   ${
-          times[image]!.berth!.map((x) => (x / 1000).toFixed(2)).join(" ")
-        } | ${times[image]!.containerd!.map((x) => (x / 1000).toFixed(2)).join(" ")}`,
+        [
+          image.padEnd(9),
+          fmtS(bw).padStart(9),
+          fmtS(cw).padStart(9),
+          `${(bw / cw).toFixed(2)}x`.padStart(7),
+          fmtS(bc).padStart(11),
+          fmtS(cc).padStart(10),
+          `${(bc / cc).toFixed(2)}x`.padStart(7),
+          fmtS(rm).padStart(9),
+          `${(rm / cw).toFixed(2)}x`.padStart(7),
+          `  ${fmtS(median(r.map((x) => x.fetchMs)))} / ${
+            fmtS(median(r.map((x) => x.unpackMs)))
+          } / ${fmtS(median(r.map((x) => x.tailMs)))}`,
+        ].join(""),
+      );
+    }
+    lines.push("", "runs, wall s (berth | containerd | berth RPC):");
+    for (const image of IMAGES) {
+      const f = (xs: number[]) => xs.map((x) => (x / 1000).toFixed(2)).join(" ");
+      lines.push(
+        `  ${image}: ${f(samples[image]!.berth!.map((x) => x.wallMs))} | ${
+          f(samples[image]!.containerd!.map((x) => x.wallMs))
+        } | ${f(rpc[image]!.map((x) => x.ms))}`,
       );
     }
     if (peaks.berth!.length) {
       lines.push(
         "",
-        `peak RSS during the big pull (VmHWM, reset before each pull; max of the runs):` +
-          ` berth ${fmtMb(Math.max(...peaks.berth!))}, containerd ${
+        `peak RSS of the daemon during the big pull (VmHWM reset before each pull; max of the` +
+          ` runs): berth ${fmtMb(Math.max(...peaks.berth!))}, containerd ${
             fmtMb(Math.max(...peaks.containerd!))
-          }`,
+          } (ctr, which fetches client-side, not counted)`,
       );
     }
   } finally {
@@ -302,8 +439,6 @@ async function main(): Promise<void> {
   await Deno.mkdir(`${REPO}/bench/results`, { recursive: true });
   await Deno.writeTextFile(`${REPO}/bench/results/pull.txt`, text);
   console.error("bench: wrote bench/results/pull.txt");
-  // The in-process gRPC client keeps its channel; exit instead of closing it (see bench/client.ts).
-  Deno.exit(0);
 }
 
 if (import.meta.main) await main();

@@ -16,6 +16,8 @@ Deno.test("runc --console-socket hands berth a working terminal; the exit is rea
   const id = `console-${crypto.randomUUID().slice(0, 8)}`;
   setChildSubreaper(true);
   const reaper = new Reaper();
+  // A stuck container must fail the test, not hang it: killing it hangs up the terminal.
+  const guard = setTimeout(() => run("runc", ["--root", root, "kill", id, "KILL"]), 30_000);
   try {
     await Deno.mkdir(`${bundle}/rootfs/bin`, { recursive: true });
     await Deno.copyFile("/bin/busybox", `${bundle}/rootfs/bin/busybox`);
@@ -72,6 +74,7 @@ Deno.test("runc --console-socket hands berth a working terminal; the exit is rea
     assert.equal(st.exitStatus, 5);
     assert.equal(st.pid, pid);
   } finally {
+    clearTimeout(guard);
     reaper.close();
     setChildSubreaper(false);
     await run("runc", ["--root", root, "delete", "--force", id]);

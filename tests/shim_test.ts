@@ -20,7 +20,22 @@ import { generateSpec } from "../src/oci/spec.ts";
 import { withArgs, withRootfsPath } from "../src/oci/spec_opts.ts";
 import { MAIN, ok, REPO, run, waitFor } from "./_harness.ts";
 
-const NS = "t";
+/** A namespace of this run's own: its cgroups (`/<ns>/<id>`) and runc root are removed after. */
+const NS = `shim-${crypto.randomUUID().slice(0, 6)}`;
+
+/** Removes the namespace cgroup dirs runc leaves (as containerd leaves them) once empty. */
+function removeNamespaceCgroups(ns: string): void {
+  for (const e of Deno.readDirSync("/sys/fs/cgroup")) {
+    try {
+      Deno.removeSync(`/sys/fs/cgroup/${e.name}/${ns}`);
+    } catch { /* not there, or still in use */ }
+  }
+}
+
+globalThis.addEventListener("unload", () => {
+  removeNamespaceCgroups(NS);
+  removeNamespaceCgroups("shimtest");
+});
 
 /** A fake-free "daemon" side: the events endpoint a shim forwards to. */
 class EventSink {
@@ -475,6 +490,8 @@ Deno.test("shim: `delete` cleans up after a killed shim", async () => {
     assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
     const res = fromBinary(DeleteResponseSchema, r.stdout);
     assert.equal(res.exitStatus, 137);
+    // The dead shim's socket is cleaned up too.
+    await assert.rejects(Deno.stat(address.slice("unix://".length)), Deno.errors.NotFound);
     assert.ok(res.exitedAt && Number(res.exitedAt.seconds) > 0);
     await waitFor("the container to be gone", () => Promise.resolve(!alive(pid)));
     const rs = await run("runc", ["--root", `${w.dir}/runc/${NS}`, "state", "c4"]);

@@ -5,7 +5,7 @@ import { ConsoleSocket, PtyMaster } from "./console.ts";
  * Plays runc's part: opens a pty, puts it in raw mode, sends the master over
  * the console socket with SCM_RIGHTS (the slave's path as the message, as
  * runc does), then talks through the slave:
- * writes "ping\n", reads until "pong\n", reads until "check\n", prints the
+ * writes "ping\n", reads until "check\n" arrived, prints what it read and the
  * slave's window size, and exits (closing the slave).
  */
 const PEER = `
@@ -19,22 +19,24 @@ os.close(m)
 sock.close()
 os.write(s, b"ping\\n")
 buf = b""
-for want in (b"pong\\n", b"check\\n"):
-    while not buf.endswith(want):
-        buf += os.read(s, 100)
-    print(buf.decode().strip(), flush=True)
-    buf = b""
+while b"check\\n" not in buf:
+    buf += os.read(s, 100)
+sys.stdout.write(buf.decode())
 rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(s, termios.TIOCGWINSZ, b"\\0" * 8))
 print(rows, cols, flush=True)
 `;
 
 function peer(args: string[], script = PEER) {
-  return new Deno.Command("python3", {
+  const child = new Deno.Command("python3", {
     args: ["-c", script, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  // A stuck peer must fail the test, not hang it: killing it closes the slave (EOF here).
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  child.status.finally(() => clearTimeout(timer));
+  return child;
 }
 
 async function readUntil(pty: PtyMaster, want: string): Promise<string> {

@@ -178,6 +178,17 @@ export async function deleteShim(flags: ShimFlags): Promise<Uint8Array> {
     console.error(`berth shim: runc delete "${flags.id}": ${(err as Error).message}`);
   }
   await unmountRootfs(bundle);
+  // The shim is gone: its socket, lock and log would otherwise stay in the state dir.
+  const socket = await shimSocketPath(
+    flags.address,
+    flags.namespace,
+    (await groupOf(bundle)) ?? flags.id,
+  );
+  if (!(await canConnect(socket))) {
+    for (const f of [socket, `${socket}.lock`, `${socket}.log`]) {
+      await Deno.remove(f).catch(() => {});
+    }
+  }
   return toBinary(
     DeleteResponseSchema,
     create(DeleteResponseSchema, { exitStatus: 128 + 9, exitedAt: timestampFromDate(new Date()) }),

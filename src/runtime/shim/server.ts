@@ -12,26 +12,29 @@ import { shimStateDir } from "./paths.ts";
 import { EventPublisher } from "./publisher.ts";
 import { TaskService } from "./service.ts";
 
-/** A log sink appending to `path` (the shim has no stdio of its own). */
+/**
+ * A log sink appending to `path` (the shim has no stdio of its own). The file
+ * is created on the first line, so a quiet shim leaves no file behind.
+ */
 function fileSink(path: string): (line: string) => void {
   let file: Deno.FsFile | undefined;
-  try {
-    file = Deno.openSync(path, { create: true, append: true, write: true });
-  } catch {
-    file = undefined;
-  }
+  let failed = false;
   const enc = new TextEncoder();
   return (line) => {
+    if (failed) return;
     try {
-      file?.writeSync(enc.encode(line + "\n"));
-    } catch { /* the log is best effort */ }
+      file ??= Deno.openSync(path, { create: true, append: true, write: true });
+      file.writeSync(enc.encode(line + "\n"));
+    } catch {
+      failed = true; // the log is best effort
+    }
   };
 }
 
 /** Serves the shim on `flags.socket` until shut down; returns the exit code. */
 export async function serveShim(flags: ShimFlags): Promise<number> {
   if (!flags.socket) throw new Error("berth shim serve: -socket is required");
-  const log = new Logger(flags.debug ? "debug" : "info", {
+  const log = new Logger(flags.debug ? "debug" : "warn", {
     shim: Deno.pid,
     namespace: flags.namespace,
   }, fileSink(`${flags.socket}.log`));
@@ -55,8 +58,14 @@ export async function serveShim(flags: ShimFlags): Promise<number> {
   });
   const server = new TtrpcServer({ log });
   server.register(Task, service.handlers());
-  server.listen(flags.socket);
-  log.info("shim serving", { socket: flags.socket, events: eventsAddress(flags) });
+  try {
+    server.listen(flags.socket);
+  } catch (err) {
+    // No stdio here: `start` shows this log's tail when the shim dies early.
+    log.error("cannot serve", { error: err });
+    throw err;
+  }
+  log.debug("shim serving", { socket: flags.socket, events: eventsAddress(flags) });
   await stopped;
   // The Shutdown call is answered before the connections close.
   await server.shutdown();
@@ -65,7 +74,7 @@ export async function serveShim(flags: ShimFlags): Promise<number> {
   reaper.close();
   await Deno.remove(flags.socket).catch(() => {});
   await Deno.remove(`${flags.socket}.lock`).catch(() => {});
-  log.info("shim exiting");
+  log.debug("shim exiting");
   // A clean exit leaves nothing behind; with -debug the log stays for reading.
   if (!flags.debug) await Deno.remove(`${flags.socket}.log`).catch(() => {});
   return 0;
