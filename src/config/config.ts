@@ -36,6 +36,12 @@ export interface Config {
   maxConcurrentDownloads: number;
   /** Shims by runtime name (defaults merged with the file's `[runtimes."<name>"]`). */
   runtimes: Record<string, RuntimeConfig>;
+  /**
+   * How berth's shim processes are shared: "namespace" (default: one shim per
+   * namespace; containers with a group annotation still go by that group) or
+   * "container" (one shim per container, as containerd's runc shim does).
+   */
+  shimGroup: "namespace" | "container";
 }
 
 /**
@@ -71,6 +77,7 @@ export interface ConfigInput {
   logLevel?: string;
   snapshotter?: string;
   maxConcurrentDownloads?: number;
+  shimGroup?: "namespace" | "container";
   runtimes?: Record<string, RuntimeConfig>;
 }
 
@@ -125,6 +132,13 @@ export async function readConfigFile(path: string, required: boolean): Promise<C
     out.maxConcurrentDownloads = n;
   }
   if (doc.runtimes !== undefined) out.runtimes = parseRuntimes(doc.runtimes, path);
+  const group = str(doc.shim_group, "shim_group", path);
+  if (group !== undefined) {
+    if (group !== "namespace" && group !== "container") {
+      throw new Error(`Invalid config ${path}: shim_group must be "namespace" or "container"`);
+    }
+    out.shimGroup = group;
+  }
   return out;
 }
 
@@ -189,6 +203,7 @@ export function resolveConfig(file: ConfigInput, flags: ConfigInput, configFile:
     configFile,
     snapshotter: pick("snapshotter") ?? DEFAULT_SNAPSHOTTER,
     maxConcurrentDownloads: pick("maxConcurrentDownloads") ?? 8,
+    shimGroup: pick("shimGroup") ?? "namespace",
     runtimes: { ...DEFAULT_RUNTIMES, ...file.runtimes, ...flags.runtimes },
   };
 }

@@ -40,6 +40,7 @@ import {
 } from "../core/errdefs.ts";
 import { Bundle } from "./bundle.ts";
 import {
+  BERTH_SHIM,
   resolveRuntime,
   type ShimCommand,
   shimCommandOf,
@@ -192,7 +193,10 @@ export class TaskManager {
 
     let bundle: Bundle;
     try {
-      bundle = await Bundle.create(this.#o.config.state, ns, id, spec);
+      const grouped = shim.binary === BERTH_SHIM && this.#o.config.shimGroup === "namespace"
+        ? withShimGroup(spec, `berth-ns-${ns}`)
+        : spec;
+      bundle = await Bundle.create(this.#o.config.state, ns, id, grouped);
     } catch (err) {
       if (err instanceof Deno.errors.AlreadyExists) {
         throw alreadyExists(`task "${id}": its bundle is still being cleaned up`);
@@ -432,4 +436,24 @@ export class TaskManager {
     }
     this.#tasks.clear();
   }
+}
+
+const GROUP_ANNOTATION = "io.containerd.runc.v2.group";
+
+/**
+ * Puts a container into a shim group unless its spec names one: berth's shim
+ * then serves all of a namespace's containers from one process, which is what
+ * keeps the memory per container low (a Deno process is far larger than a Go
+ * shim). The annotation is the one containerd's runc shim groups pods by.
+ */
+export function withShimGroup(spec: Uint8Array, group: string): Uint8Array {
+  let doc: { annotations?: Record<string, string> };
+  try {
+    doc = JSON.parse(new TextDecoder().decode(spec));
+  } catch {
+    return spec; // not JSON: the shim reports it
+  }
+  if (doc.annotations?.[GROUP_ANNOTATION]) return spec;
+  doc.annotations = { ...doc.annotations, [GROUP_ANNOTATION]: group };
+  return new TextEncoder().encode(JSON.stringify(doc));
 }
