@@ -2,7 +2,27 @@
  * The one place where berth's error kinds become gRPC status codes, and back
  * (for berth's own clients). containerd's errdefs mapping is the reference.
  */
-import { status as Code } from "@grpc/grpc-js";
+/** gRPC status codes (google.rpc.Code), as numbers on the wire. */
+export const Code = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+type Code = (typeof Code)[keyof typeof Code];
 import { BerthError, type ErrorKind, kindOf } from "../core/errdefs.ts";
 
 const TO_CODE: Record<ErrorKind, Code> = {

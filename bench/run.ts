@@ -1,0 +1,286 @@
+/**
+ * Container execution benchmark: berth against containerd 1.6.20 on the same
+ * machine, the same image and the same client (`deno task bench:run`, as root).
+ *
+ * Both daemons get the same one-layer busybox image (tests/_images.ts builds
+ * it; `ctr images import` loads it into each). Measured, daemons taking turns:
+ *
+ * - warm `run --rm IMAGE true` latency, median of BENCH_RUN_WARM (10) after
+ *   one unmeasured run: Debian's `ctr run --rm` against each daemon, and the
+ *   berth CLI's `berth run --rm` against berth;
+ * - the time to start BENCH_RUN_CONTAINERS (20) `sleep 600` containers with
+ *   `ctr run -d`, one after the other;
+ * - memory with those containers running: the daemon's VmRSS and Pss, and the
+ *   shims' summed VmRSS and Pss (every shim process serving that daemon);
+ * - the time to kill and remove them.
+ *
+ * berth runs from a bundle with the packaged V8 flags, as scripts/setup.sh
+ * installs it; containerd from ../shared/refenv/containerd under a private
+ * REFENV_DIR. Results are printed and written to bench/results/run.txt.
+ */
+import { TUNED_V8_FLAGS } from "./mod.ts";
+import { busyboxImageArchive } from "../tests/_images.ts";
+
+const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const REFENV = Deno.env.get("BENCH_REFENV") ?? `${REPO}/../shared/refenv`;
+const WARM = Number(Deno.env.get("BENCH_RUN_WARM") ?? 10);
+const COUNT = Number(Deno.env.get("BENCH_RUN_CONTAINERS") ?? 20);
+const NS = "bench";
+const IMAGE = "localhost/tasks-bb:latest";
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function run(cmd: string, args: string[], env?: Record<string, string>): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, ...(env ? { env } : {}), stdin: "null" })
+    .output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) {
+    throw new Error(
+      `${cmd} ${args.join(" ")} failed:\n${text}${new TextDecoder().decode(out.stderr)}`,
+    );
+  }
+  return text;
+}
+
+async function timedMs(cmd: string, args: string[]): Promise<number> {
+  const t = performance.now();
+  await run(cmd, args);
+  return performance.now() - t;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+interface Mem {
+  rssKb: number;
+  pssKb: number;
+}
+
+async function memOf(pids: number[]): Promise<Mem> {
+  let rssKb = 0, pssKb = 0;
+  for (const pid of pids) {
+    try {
+      rssKb += Number(
+        /VmRSS:\s+(\d+)/.exec(await Deno.readTextFile(`/proc/${pid}/status`))?.[1] ?? 0,
+      );
+      pssKb += Number(
+        /^Pss:\s+(\d+)/m.exec(await Deno.readTextFile(`/proc/${pid}/smaps_rollup`))?.[1] ?? 0,
+      );
+    } catch { /* gone */ }
+  }
+  return { rssKb, pssKb };
+}
+
+/** Pids whose command line contains every one of `needles`. */
+async function pidsWith(...needles: string[]): Promise<number[]> {
+  const out: number[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const cmd = (await Deno.readTextFile(`/proc/${e.name}/cmdline`)).replaceAll("\0", " ");
+      if (needles.every((n) => cmd.includes(n))) out.push(Number(e.name));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+interface Target {
+  name: string;
+  daemonPid: number;
+  ctr: string[];
+  shimPids(): Promise<number[]>;
+  cliRun?: string[];
+  stop(): Promise<void>;
+}
+
+async function startBerth(dir: string): Promise<Target> {
+  const entry = `${dir}/berth.js`;
+  await run(Deno.execPath(), ["bundle", "--platform", "deno", "-o", entry, `${REPO}/main.ts`]);
+  const sock = `${dir}/state/berth.sock`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `--v8-flags=${TUNED_V8_FLAGS}`,
+      entry,
+      "daemon",
+      "--root",
+      `${dir}/root`,
+      "--state",
+      `${dir}/state`,
+      "--log-level",
+      "warn",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  for (let i = 0; i < 300; i++) {
+    try {
+      (await Deno.connect({ transport: "unix", path: sock })).close();
+      break;
+    } catch {
+      await sleep(50);
+    }
+  }
+  return {
+    name: "berth",
+    daemonPid: child.pid,
+    ctr: ["-a", sock, "-n", NS],
+    shimPids: () => pidsWith(" shim ", `${dir}/state`, " serve"),
+    cliRun: [
+      "run",
+      "-A",
+      `--v8-flags=${TUNED_V8_FLAGS}`,
+      entry,
+      "-a",
+      sock,
+      "-n",
+      NS,
+      "run",
+      "--rm",
+      IMAGE,
+      "true",
+    ],
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+async function startContainerd(env: Record<string, string>): Promise<Target> {
+  const script = `${REFENV}/containerd`;
+  await run(script, ["start"], env);
+  const pid = Number((await run(script, ["pid"], env)).trim());
+  const sock = `${env.REFENV_DIR}/containerd/containerd.sock`;
+  return {
+    name: "containerd",
+    daemonPid: pid,
+    ctr: ["-a", sock, "-n", NS],
+    shimPids: () => pidsWith("containerd-shim-runc-v2", sock),
+    async stop() {
+      await run(script, ["stop"], env).catch((e) => console.error(String(e)));
+    },
+  };
+}
+
+interface Result {
+  name: string;
+  ctrRunMs: number;
+  cliRunMs?: number;
+  start20Ms: number;
+  daemon: Mem;
+  shims: Mem;
+  shimCount: number;
+  teardownMs: number;
+}
+
+async function measure(t: Target, archive: string): Promise<Result> {
+  await run("ctr", [...t.ctr, "images", "import", archive]);
+  const ctrRun = (id: string) => timedMs("ctr", [...t.ctr, "run", "--rm", IMAGE, id, "true"]);
+  await ctrRun("warmup");
+  const ctrTimes: number[] = [];
+  for (let i = 0; i < WARM; i++) ctrTimes.push(await ctrRun(`w${i}`));
+  let cliRunMs: number | undefined;
+  if (t.cliRun) {
+    try {
+      await timedMs(Deno.execPath(), t.cliRun);
+      const xs: number[] = [];
+      for (let i = 0; i < WARM; i++) xs.push(await timedMs(Deno.execPath(), t.cliRun));
+      cliRunMs = median(xs);
+    } catch (e) {
+      console.error(`bench: berth run not measured: ${(e as Error).message.split("\n")[0]}`);
+    }
+  }
+  await run("sync", []);
+  const t0 = performance.now();
+  for (let i = 0; i < COUNT; i++) {
+    await run("ctr", [...t.ctr, "run", "-d", IMAGE, `s${i}`, "sleep", "600"]);
+  }
+  const start20Ms = performance.now() - t0;
+  await sleep(2000);
+  const shimPids = await t.shimPids();
+  const [daemon, shims] = [await memOf([t.daemonPid]), await memOf(shimPids)];
+  const t1 = performance.now();
+  for (let i = 0; i < COUNT; i++) {
+    await run("ctr", [...t.ctr, "tasks", "kill", "-s", "SIGKILL", `s${i}`]);
+  }
+  for (let i = 0; i < COUNT; i++) {
+    for (let k = 0; k < 100; k++) {
+      try {
+        await run("ctr", [...t.ctr, "tasks", "delete", `s${i}`]);
+        break;
+      } catch {
+        await sleep(50);
+      }
+    }
+    await run("ctr", [...t.ctr, "containers", "rm", `s${i}`]);
+  }
+  const teardownMs = performance.now() - t1;
+  return {
+    name: t.name,
+    ctrRunMs: median(ctrTimes),
+    ...(cliRunMs ? { cliRunMs } : {}),
+    start20Ms,
+    daemon,
+    shims,
+    shimCount: shimPids.length,
+    teardownMs,
+  };
+}
+
+if (import.meta.main) {
+  const dir = await Deno.makeTempDir({ prefix: "berth-bench-run-" });
+  const env = { ...Deno.env.toObject(), REFENV_DIR: `${dir}/refenv` };
+  const archive = await busyboxImageArchive(`${dir}/image`);
+  const berth = await startBerth(`${dir}/berth`);
+  const ctrd = await startContainerd(env);
+  const results: Result[] = [];
+  try {
+    results.push(await measure(berth, archive));
+    results.push(await measure(ctrd, archive));
+  } finally {
+    await berth.stop();
+    await ctrd.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  const [b, c] = results as [Result, Result];
+  const mb = (kb: number) => `${(kb / 1024).toFixed(1)} MB`;
+  const r = (x: number, y: number) => `${(x / y).toFixed(2)}x`;
+  const lines = [
+    `# berth run benchmark, ${new Date().toISOString()}, ${Deno.build.target}, load ${
+      (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ")
+    }`,
+    `metric                                   berth        containerd   ratio`,
+    `ctr run --rm true (median of ${WARM})          ${b.ctrRunMs.toFixed(0).padStart(6)} ms    ${
+      c.ctrRunMs.toFixed(0).padStart(6)
+    } ms    ${r(b.ctrRunMs, c.ctrRunMs)}`,
+    ...(b.cliRunMs
+      ? [
+        `berth run --rm true vs ctr (median)       ${b.cliRunMs.toFixed(0).padStart(6)} ms    ${
+          c.ctrRunMs.toFixed(0).padStart(6)
+        } ms    ${r(b.cliRunMs, c.ctrRunMs)}`,
+      ]
+      : []),
+    `start ${COUNT} containers (ctr run -d)          ${b.start20Ms.toFixed(0).padStart(6)} ms    ${
+      c.start20Ms.toFixed(0).padStart(6)
+    } ms    ${r(b.start20Ms, c.start20Ms)}`,
+    `daemon RSS / PSS with ${COUNT} running        ${mb(b.daemon.rssKb)} / ${
+      mb(b.daemon.pssKb)
+    }   ${mb(c.daemon.rssKb)} / ${mb(c.daemon.pssKb)}   ${r(b.daemon.pssKb, c.daemon.pssKb)} (PSS)`,
+    `shims (${b.shimCount} vs ${c.shimCount}) RSS / PSS summed        ${mb(b.shims.rssKb)} / ${
+      mb(b.shims.pssKb)
+    }   ${mb(c.shims.rssKb)} / ${mb(c.shims.pssKb)}   ${r(b.shims.pssKb, c.shims.pssKb)} (PSS)`,
+    `daemon + shims PSS                       ${mb(b.daemon.pssKb + b.shims.pssKb)}      ${
+      mb(c.daemon.pssKb + c.shims.pssKb)
+    }      ${r(b.daemon.pssKb + b.shims.pssKb, c.daemon.pssKb + c.shims.pssKb)}`,
+    `teardown of ${COUNT}                           ${b.teardownMs.toFixed(0).padStart(6)} ms    ${
+      c.teardownMs.toFixed(0).padStart(6)
+    } ms    ${r(b.teardownMs, c.teardownMs)}`,
+  ];
+  console.log(lines.join("\n"));
+  await Deno.mkdir(`${REPO}/bench/results`, { recursive: true });
+  await Deno.writeTextFile(`${REPO}/bench/results/run.txt`, lines.join("\n") + "\n");
+}
