@@ -10,11 +10,15 @@
  *   client closes it the process reads EOF (`ctr run` relies on this; CloseIO
  *   does the same on request);
  * - `file:///path`: output appended to a file (stdin not supported);
+ * - `file:///path?stream=stdout&format=cri` (and `stream=stderr`): both
+ *   streams into one log file in the CRI format (`<time> <stream> <P|F> <msg>`),
+ *   which `berth logs` and kubelet read;
  * - empty: discarded.
  *
  * Output is copied as it comes; nothing is buffered beyond one chunk.
  */
 import { invalidArgument } from "../../core/errdefs.ts";
+import { openCriLogSink, parseCriLogUri } from "../crilog.ts";
 
 export interface StdioPaths {
   stdin: string;
@@ -27,6 +31,9 @@ type Sink = { write(b: Uint8Array): Promise<number>; close(): void };
 
 async function openSink(uri: string): Promise<Sink | undefined> {
   if (uri === "") return undefined;
+  // berth's own containers log both streams into one CRI-format file.
+  const cri = parseCriLogUri(uri);
+  if (cri) return await openCriLogSink(cri.path, cri.stream);
   if (uri.startsWith("file://")) {
     const path = decodeURIComponent(new URL(uri).pathname);
     await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
