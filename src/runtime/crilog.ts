@@ -140,7 +140,8 @@ export class CriEncoder {
   }
 }
 
-const CRI_LINE = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) (stdout|stderr) ([PF]) /;
+const CRI_LINE =
+  /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) (stdout|stderr) ([PF]) /;
 
 /**
  * Parses one line (without its newline) of a CRI log. A line that is not in

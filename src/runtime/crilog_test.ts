@@ -20,7 +20,10 @@ const text = (rs: Uint8Array[]) => rs.map((r) => dec.decode(r)).join("");
 
 Deno.test("encoder: full lines are F records, a tail without newline is P at once", () => {
   const e = new CriEncoder("stdout", { now: () => T });
-  assert.equal(text(e.write(enc.encode("a\nbb\nc"))), `${T} stdout F a\n${T} stdout F bb\n${T} stdout P c\n`);
+  assert.equal(
+    text(e.write(enc.encode("a\nbb\nc"))),
+    `${T} stdout F a\n${T} stdout F bb\n${T} stdout P c\n`,
+  );
   assert.equal(text(e.write(enc.encode("d\n"))), `${T} stdout F d\n`);
   assert.equal(text(e.write(enc.encode("\n"))), `${T} stdout F \n`, "an empty line stays a line");
   assert.deepEqual(e.flush(), []);
@@ -62,7 +65,12 @@ Deno.test("parser: records split across chunks, both streams, P joined back", ()
 
 Deno.test("parser keeps a line that is not CRI as stdout text, with no time", () => {
   const r = parseCriLine(enc.encode("plain output"));
-  assert.deepEqual([r.time, r.stream, r.partial, recordText(r)], ["", "stdout", false, "plain output"]);
+  assert.deepEqual([r.time, r.stream, r.partial, recordText(r)], [
+    "",
+    "stdout",
+    false,
+    "plain output",
+  ]);
   const z = parseCriLine(enc.encode("2026-01-02T03:04:05+01:00 stderr F é"));
   assert.deepEqual([z.time, z.stream, recordText(z)], ["2026-01-02T03:04:05+01:00", "stderr", "é"]);
 });

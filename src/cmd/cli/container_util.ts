@@ -63,7 +63,9 @@ export function newId(): string {
 /** Parses a duration in whole or fractional seconds for -t/--time. */
 export function parseSeconds(text: string, what: string): number {
   const n = Number(text);
-  if (!Number.isFinite(n) || n < 0) throw new UsageError(`${what} must be a number of seconds, got "${text}"`);
+  if (!Number.isFinite(n) || n < 0) {
+    throw new UsageError(`${what} must be a number of seconds, got "${text}"`);
+  }
   return n;
 }
 
@@ -225,6 +227,7 @@ export async function followLog(path: string, opts: FollowOptions): Promise<numb
   let file: Deno.FsFile | undefined;
   const buf = new Uint8Array(64 * 1024);
   let quiet = 0;
+  let idle = 0;
   try {
     for (;;) {
       if (opts.signal?.aborted) break;
@@ -243,6 +246,7 @@ export async function followLog(path: string, opts: FollowOptions): Promise<numb
       if (n !== null && n > 0) {
         offset += n;
         quiet = 0;
+        idle = 0;
         for (const r of parser.push(buf.subarray(0, n))) await opts.onRecord(r);
         continue;
       }
@@ -251,8 +255,11 @@ export async function followLog(path: string, opts: FollowOptions): Promise<numb
       if (ended) {
         // Drained after the exit once nothing new came for ~100 ms.
         if (++quiet >= 5) break;
+        await sleep(20);
+        continue;
       }
-      await sleep(20);
+      // Quick while output flows, slower once the program has been quiet a while.
+      await sleep(++idle < 25 ? 20 : 100);
     }
     for (const r of parser.end()) await opts.onRecord(r);
   } finally {
@@ -296,7 +303,11 @@ export function packSpec(spec: unknown) {
  * `force`, a running task is killed first (SIGKILL); without, a live task
  * is a failed-precondition error.
  */
-export async function removeContainer(g: Globals, id: string, opts: { force?: boolean } = {}): Promise<void> {
+export async function removeContainer(
+  g: Globals,
+  id: string,
+  opts: { force?: boolean } = {},
+): Promise<void> {
   const c = g.client();
   const container = await getContainer(g, id);
   const task = await getTask(g, id);
@@ -307,7 +318,9 @@ export async function removeContainer(g: Globals, id: string, opts: { force?: bo
       if (!opts.force) {
         const { failedPrecondition } = await import("../../core/errdefs.ts");
         throw failedPrecondition(
-          `Cannot remove container "${id}": its task is ${statusName(task.status)} (stop it first, or use -f)`,
+          `Cannot remove container "${id}": its task is ${
+            statusName(task.status)
+          } (stop it first, or use -f)`,
         );
       }
       if (task.status === Status.PAUSED || task.status === Status.PAUSING) {
@@ -372,22 +385,24 @@ export async function forwardStdin(fifo: string, close: () => Promise<unknown>):
   const probe = check(libc().open(cstr(fifo), O_RDONLY | O_NONBLOCK, 0), "open", fifo);
   const out = await Deno.open(fifo, { write: true });
   try {
-    const w = out.writable.getWriter();
+    // Plain writes: a WritableStream over a FIFO (FsFile.writable) was seen to
+    // hold chunks back until close, which a terminal session cannot wait for.
     try {
-      for await (const chunk of Deno.stdin.readable) await w.write(chunk);
+      for await (const chunk of Deno.stdin.readable) {
+        for (let off = 0; off < chunk.length;) off += await out.write(chunk.subarray(off));
+      }
     } catch { /* the FIFO's reader went away: the task ended */ }
     const n = new Int32Array(1);
     const end = Date.now() + 2000;
     while (Date.now() < end) {
-      if (libc().ioctl(probe, BigInt(FIONREAD), new Uint8Array(n.buffer)) !== 0 || n[0] === 0) break;
+      if (libc().ioctl(probe, BigInt(FIONREAD), new Uint8Array(n.buffer)) !== 0 || n[0] === 0) {
+        break;
+      }
       await sleep(10);
     }
-    await w.close().catch(() => {});
   } finally {
     libc().close(probe);
-    try {
-      out.close();
-    } catch { /* closed with the writer */ }
+    out.close();
   }
   await close();
 }

@@ -5,7 +5,15 @@ import { Tasks } from "../../gen/containerd/services/tasks/v1/tasks_pb.ts";
 import { criLogUri } from "../../runtime/crilog.ts";
 import type { Spec } from "../../oci/runtime_types.ts";
 import { type Command, parse, UsageError } from "./command.ts";
-import { getContainer, getTask, ioDir, mkfifo, newId, PROCESS_TYPE_URL, specOf } from "./container_util.ts";
+import {
+  getContainer,
+  getTask,
+  ioDir,
+  mkfifo,
+  newId,
+  PROCESS_TYPE_URL,
+  specOf,
+} from "./container_util.ts";
 import { attachSession, splitAtPositional } from "./run.ts";
 
 const HELP = `Usage: berth exec [options] ID COMMAND [ARG...]
@@ -39,7 +47,9 @@ export const execCommand: Command = {
     const [own, rest] = splitAtPositional(args, OPTIONS);
     const { values, positionals } = parse(own, OPTIONS, HELP);
     const [id, ...cmd] = [...positionals, ...rest];
-    if (!id || cmd.length === 0) throw new UsageError(`exec: ID and COMMAND are required\n\n${HELP}`);
+    if (!id || cmd.length === 0) {
+      throw new UsageError(`exec: ID and COMMAND are required\n\n${HELP}`);
+    }
     const c = g.client();
     const container = await getContainer(g, id);
     const task = await getTask(g, id);
@@ -78,7 +88,10 @@ export const execCommand: Command = {
         stdout: criLogUri(logPath, "stdout"),
         stderr: tty ? "" : criLogUri(logPath, "stderr"),
         terminal: tty,
-        spec: { typeUrl: PROCESS_TYPE_URL, value: new TextEncoder().encode(JSON.stringify(spec.process)) },
+        spec: {
+          typeUrl: PROCESS_TYPE_URL,
+          value: new TextEncoder().encode(JSON.stringify(spec.process)),
+        },
       });
       try {
         return await attachSession(g, {

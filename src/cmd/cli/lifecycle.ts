@@ -28,7 +28,9 @@ import {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function ids(positionals: string[], verb: string, help: string): string[] {
-  if (positionals.length === 0) throw new UsageError(`${verb}: at least one container ID is required\n\n${help}`);
+  if (positionals.length === 0) {
+    throw new UsageError(`${verb}: at least one container ID is required\n\n${help}`);
+  }
   return positionals;
 }
 
@@ -88,7 +90,10 @@ export const psCommand: Command = {
     const rows = containers
       .map((ct) => ({ c: ct, t: byId.get(ct.id) }))
       .filter((r) => values.all || isLive(r.t))
-      .sort((a, b) => Number((b.c.createdAt?.seconds ?? 0n) - (a.c.createdAt?.seconds ?? 0n)) || (a.c.id < b.c.id ? -1 : 1));
+      .sort((a, b) =>
+        Number((b.c.createdAt?.seconds ?? 0n) - (a.c.createdAt?.seconds ?? 0n)) ||
+        (a.c.id < b.c.id ? -1 : 1)
+      );
     if (values.quiet) {
       for (const r of rows) g.out(r.c.id);
       return 0;
@@ -166,9 +171,17 @@ export const stopCommand: Command = {
   summary: "Stop running containers (stop signal, then SIGKILL)",
   help: STOP_HELP,
   async run(g, args) {
-    const { values, positionals } = parse(args, { time: { type: "string", short: "t" } }, STOP_HELP);
+    const { values, positionals } = parse(
+      args,
+      { time: { type: "string", short: "t" } },
+      STOP_HELP,
+    );
     const grace = values.time !== undefined ? parseSeconds(values.time, "stop: -t") : 10;
-    return await eachId(g, ids(positionals, "stop", STOP_HELP), (id) => stopContainer(g, id, grace));
+    return await eachId(
+      g,
+      ids(positionals, "stop", STOP_HELP),
+      (id) => stopContainer(g, id, grace),
+    );
   },
 };
 
@@ -192,7 +205,12 @@ export const killCommand: Command = {
     }, KILL_HELP);
     const signal = await signalNumber(values.signal ?? "SIGKILL");
     return await eachId(g, ids(positionals, "kill", KILL_HELP), async (id) => {
-      await g.client().call(Tasks, "kill", { containerId: id, execId: "", signal, all: values.all ?? false });
+      await g.client().call(Tasks, "kill", {
+        containerId: id,
+        execId: "",
+        signal,
+        all: values.all ?? false,
+      });
     });
   },
 };
@@ -215,7 +233,9 @@ async function startTask(g: Globals, id: string, attach: boolean): Promise<numbe
   const container = await getContainer(g, id);
   const task = await getTask(g, id);
   if (isLive(task)) {
-    throw failedPrecondition(`Cannot start container "${id}": its task is ${statusName(task!.status)}`);
+    throw failedPrecondition(
+      `Cannot start container "${id}": its task is ${statusName(task!.status)}`,
+    );
   }
   if (task) await c.call(Tasks, "delete", { containerId: id });
   const spec = specOf(container) as { process?: { terminal?: boolean } } | undefined;
@@ -252,9 +272,15 @@ export const startCommand: Command = {
   summary: "Start stopped containers",
   help: START_HELP,
   async run(g, args) {
-    const { values, positionals } = parse(args, { attach: { type: "boolean", short: "a" } }, START_HELP);
+    const { values, positionals } = parse(
+      args,
+      { attach: { type: "boolean", short: "a" } },
+      START_HELP,
+    );
     if (values.attach) {
-      if (positionals.length !== 1) throw new UsageError(`start: -a takes exactly one ID\n\n${START_HELP}`);
+      if (positionals.length !== 1) {
+        throw new UsageError(`start: -a takes exactly one ID\n\n${START_HELP}`);
+      }
       return await startTask(g, positionals[0]!, true);
     }
     return await eachId(g, ids(positionals, "start", START_HELP), async (id) => {
@@ -276,7 +302,11 @@ export const restartCommand: Command = {
   summary: "Restart containers",
   help: RESTART_HELP,
   async run(g, args) {
-    const { values, positionals } = parse(args, { time: { type: "string", short: "t" } }, RESTART_HELP);
+    const { values, positionals } = parse(
+      args,
+      { time: { type: "string", short: "t" } },
+      RESTART_HELP,
+    );
     const grace = values.time !== undefined ? parseSeconds(values.time, "restart: -t") : 10;
     return await eachId(g, ids(positionals, "restart", RESTART_HELP), async (id) => {
       await stopContainer(g, id, grace);
@@ -302,8 +332,16 @@ export const rmCommand: Command = {
   summary: "Remove containers",
   help: RM_HELP,
   async run(g, args) {
-    const { values, positionals } = parse(args, { force: { type: "boolean", short: "f" } }, RM_HELP);
-    return await eachId(g, ids(positionals, "rm", RM_HELP), (id) => removeContainer(g, id, { force: values.force ?? false }));
+    const { values, positionals } = parse(
+      args,
+      { force: { type: "boolean", short: "f" } },
+      RM_HELP,
+    );
+    return await eachId(
+      g,
+      ids(positionals, "rm", RM_HELP),
+      (id) => removeContainer(g, id, { force: values.force ?? false }),
+    );
   },
 };
 
@@ -446,7 +484,9 @@ export const topCommand: Command = {
   async run(g, args) {
     const { positionals } = parse(args, {}, TOP_HELP);
     const [id] = positionals;
-    if (!id || positionals.length > 1) throw new UsageError(`top: exactly one ID is required\n\n${TOP_HELP}`);
+    if (!id || positionals.length > 1) {
+      throw new UsageError(`top: exactly one ID is required\n\n${TOP_HELP}`);
+    }
     const { processes } = await g.client().call(Tasks, "listPids", { containerId: id });
     const rows = await Promise.all(processes.map((p) => procRow(p.pid)));
     rows.sort((a, b) => Number(a[0]) - Number(b[0]));
@@ -479,7 +519,10 @@ interface Sample {
 async function decodeMetricsV1(bytes: Uint8Array): Promise<Sample> {
   const { BinaryReader } = await import("@bufbuild/protobuf/wire");
   const s: Sample = { cpuNs: 0, memUsage: 0, memLimit: 0, pids: 0 };
-  const fields = (b: Uint8Array, fn: (no: number, r: InstanceType<typeof BinaryReader>, wt: number) => boolean) => {
+  const fields = (
+    b: Uint8Array,
+    fn: (no: number, r: InstanceType<typeof BinaryReader>, wt: number) => boolean,
+  ) => {
     const r = new BinaryReader(b);
     while (r.pos < r.len) {
       const [no, wt] = r.tag();
@@ -549,7 +592,11 @@ export const statsCommand: Command = {
     let prevAt = performance.now();
     if (chosen) {
       const missing = chosen.filter((id) => !prev.has(id));
-      if (missing.length) throw failedPrecondition(`No metrics for ${missing.map((m) => `"${m}"`).join(", ")}: not running`);
+      if (missing.length) {
+        throw failedPrecondition(
+          `No metrics for ${missing.map((m) => `"${m}"`).join(", ")}: not running`,
+        );
+      }
     }
     const ac = new AbortController();
     const stop = () => ac.abort();
@@ -565,10 +612,17 @@ export const statsCommand: Command = {
           const p = prev.get(id);
           const cpu = p ? ((s.cpuNs - p.cpuNs) / 1e6 / (now - prevAt)) * 100 : 0;
           const limit = s.memLimit > 0 && s.memLimit < 2 ** 62 ? formatSize(s.memLimit) : "-";
-          return [id, `${Math.max(0, cpu).toFixed(2)}%`, `${formatSize(s.memUsage)} / ${limit}`, String(s.pids)];
+          return [
+            id,
+            `${Math.max(0, cpu).toFixed(2)}%`,
+            `${formatSize(s.memUsage)} / ${limit}`,
+            String(s.pids),
+          ];
         });
         const text = table(["CONTAINER", "CPU %", "MEM USAGE / LIMIT", "PIDS"], rows);
-        if (tty && lines > 0) Deno.stdout.writeSync(new TextEncoder().encode(`\x1b[${lines}A\x1b[J`));
+        if (tty && lines > 0) {
+          Deno.stdout.writeSync(new TextEncoder().encode(`\x1b[${lines}A\x1b[J`));
+        }
         g.out(text);
         lines = text.split("\n").length;
         if (values["no-stream"]) break;

@@ -5,7 +5,14 @@
 import { Status } from "../../gen/containerd/types/task/task_pb.ts";
 import { CriParser, type CriRecord } from "../../runtime/crilog.ts";
 import { type Command, parse, UsageError } from "./command.ts";
-import { followLog, getContainer, getTask, logPathOf, waitExit, writeRecord } from "./container_util.ts";
+import {
+  followLog,
+  getContainer,
+  getTask,
+  logPathOf,
+  waitExit,
+  writeRecord,
+} from "./container_util.ts";
 
 const HELP = `Usage: berth logs [-f] [--tail N] [--timestamps] ID
 
@@ -52,12 +59,16 @@ export const logsCommand: Command = {
       timestamps: { type: "boolean", short: "t" },
     }, HELP);
     const [id] = positionals;
-    if (!id || positionals.length > 1) throw new UsageError(`logs: exactly one ID is required\n\n${HELP}`);
+    if (!id || positionals.length > 1) {
+      throw new UsageError(`logs: exactly one ID is required\n\n${HELP}`);
+    }
     let tail: number | undefined;
     if (values.tail !== undefined && values.tail !== "all") {
       tail = Number(values.tail);
       if (!Number.isInteger(tail) || tail < 0) {
-        throw new UsageError(`logs: --tail must be a whole number of lines or "all", got "${values.tail}"`);
+        throw new UsageError(
+          `logs: --tail must be a whole number of lines or "all", got "${values.tail}"`,
+        );
       }
     }
     const container = await getContainer(g, id);

@@ -67,7 +67,9 @@ export class ProgressView {
         const key = b.state === "downloading" ? "downloading" : b.state;
         if (this.#seen.get(b.digest) === key) continue;
         this.#seen.set(b.digest, key);
-        this.#out.writeSync(this.#enc.encode(`${short(b.digest)}: ${b.state} ${formatSize(b.total)}\n`));
+        this.#out.writeSync(
+          this.#enc.encode(`${short(b.digest)}: ${b.state} ${formatSize(b.total)}\n`),
+        );
       }
       return;
     }

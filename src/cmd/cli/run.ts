@@ -6,6 +6,8 @@
 import { Containers } from "../../gen/containerd/services/containers/v1/containers_pb.ts";
 import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { Tasks } from "../../gen/containerd/services/tasks/v1/tasks_pb.ts";
+import { alreadyExists, isKind } from "../../core/errdefs.ts";
+import { validateIdentifier } from "../../core/identifiers.ts";
 import { criLogUri } from "../../runtime/crilog.ts";
 import { type Command, type Globals, parse, UsageError } from "./command.ts";
 import {
@@ -43,7 +45,7 @@ Options:
   -d, --detach             run in the background and print the container id
   -i, --interactive        keep stdin open and connect it to the container
   -t, --tty                give the container a terminal (with -i: a session)
-      --rm                 remove the container when it exits
+      --rm                 remove the container when it exits (attached runs)
       --name NAME          container id [12 random hex digits]
       --snapshotter NAME   snapshotter of the container's root [${DEFAULT_SNAPSHOTTER}]
   -e, --env K=V            set an environment variable (repeatable)
@@ -97,7 +99,10 @@ export function splitAtPositional(args: string[], options: OptionSpec): [string[
     if (!a.startsWith("-") || a === "-") return [args.slice(0, i), args.slice(i)];
     if (a.startsWith("--")) {
       if (!a.includes("=") && takesValue.has(a)) i++;
-    } else if (takesValue.has(`-${a.at(-1)}`) && !a.slice(1, -1).split("").some((c) => takesValue.has(`-${c}`))) {
+    } else if (
+      takesValue.has(`-${a.at(-1)}`) &&
+      !a.slice(1, -1).split("").some((c) => takesValue.has(`-${c}`))
+    ) {
       // `-e`, or a group like `-ite` ending in an option that takes a value.
       i++;
     }
@@ -130,7 +135,35 @@ export async function attachSession(g: Globals, o: AttachOptions): Promise<numbe
   const raw = o.tty && o.stdin !== undefined && Deno.stdin.isTerminal();
   const cleanups: Array<() => void> = [];
   try {
+    // The terminal gets its size before the process starts (as ctr does):
+    // a program that asks at once must not see 0x0.
+    if (o.tty && Deno.stdout.isTerminal()) {
+      const resize = () => {
+        const { columns, rows } = Deno.consoleSize();
+        return c.call(Tasks, "resizePty", {
+          containerId: o.id,
+          execId: o.execId,
+          width: columns,
+          height: rows,
+        })
+          .catch(() => {});
+      };
+      await resize();
+      Deno.addSignalListener("SIGWINCH", resize);
+      cleanups.push(() => Deno.removeSignalListener("SIGWINCH", resize));
+    }
     await o.start();
+    // An exec's process exists only once started: size it now (its first
+    // instant may still see 0x0, as with ctr exec -t).
+    if (o.tty && o.execId && Deno.stdout.isTerminal()) {
+      const { columns, rows } = Deno.consoleSize();
+      await c.call(Tasks, "resizePty", {
+        containerId: o.id,
+        execId: o.execId,
+        width: columns,
+        height: rows,
+      }).catch(() => {});
+    }
     // Signals: Ctrl-C and SIGTERM go to the process (as ctr's ForwardAllSignals
     // for these two); in raw mode Ctrl-C is a byte on stdin instead.
     for (const sig of ["SIGINT", "SIGTERM"] as const) {
@@ -142,16 +175,6 @@ export async function attachSession(g: Globals, o: AttachOptions): Promise<numbe
       Deno.addSignalListener(sig, h);
       cleanups.push(() => Deno.removeSignalListener(sig, h));
     }
-    if (o.tty && Deno.stdout.isTerminal()) {
-      const resize = () => {
-        const { columns, rows } = Deno.consoleSize();
-        c.call(Tasks, "resizePty", { containerId: o.id, execId: o.execId, width: columns, height: rows })
-          .catch(() => {});
-      };
-      resize();
-      Deno.addSignalListener("SIGWINCH", resize);
-      cleanups.push(() => Deno.removeSignalListener("SIGWINCH", resize));
-    }
     if (raw) {
       Deno.stdin.setRaw(true);
       cleanups.push(() => {
@@ -161,7 +184,10 @@ export async function attachSession(g: Globals, o: AttachOptions): Promise<numbe
       });
     }
     if (o.stdin !== undefined) {
-      forwardStdin(o.stdin, () => c.call(Tasks, "closeIO", { containerId: o.id, execId: o.execId, stdin: true }))
+      forwardStdin(
+        o.stdin,
+        () => c.call(Tasks, "closeIO", { containerId: o.id, execId: o.execId, stdin: true }),
+      )
         .catch(() => {});
     }
     const exit = waitExit(g, o.id, o.execId);
@@ -203,11 +229,15 @@ async function buildSpec(
     tty?: boolean;
   };
   const net = v.net ?? "none";
-  if (net !== "none" && net !== "host") throw new UsageError(`run: --net must be host or none, got "${net}"`);
+  if (net !== "none" && net !== "host") {
+    throw new UsageError(`run: --net must be host or none, got "${net}"`);
+  }
   let cpus: number | undefined;
   if (v.cpus !== undefined) {
     cpus = Number(v.cpus);
-    if (!Number.isFinite(cpus) || cpus <= 0) throw new UsageError(`run: --cpus must be a positive number, got "${v.cpus}"`);
+    if (!Number.isFinite(cpus) || cpus <= 0) {
+      throw new UsageError(`run: --cpus must be a positive number, got "${v.cpus}"`);
+    }
   }
   const binds = (v.volume ?? []).map((s) => o.parseBindMount(s));
   for (const b of binds) {
@@ -235,6 +265,11 @@ async function buildSpec(
     if (v.privileged) opts.push(o.withPrivileged());
     else opts.push(o.withDefaultSeccomp());
     return generateSpec({ namespace: g.namespace, id }, ...opts);
+  }).then((spec) => {
+    if (!spec.process?.args?.length) {
+      throw new UsageError(`run: image "${image.name}" has no Entrypoint or Cmd: give a COMMAND`);
+    }
+    return spec;
   });
 }
 
@@ -251,6 +286,13 @@ export const runCommand: Command = {
     const id = values.name ?? newId();
     const snapshotter = values.snapshotter ?? DEFAULT_SNAPSHOTTER;
     const c = g.client();
+    validateIdentifier("container", id);
+    // Named before anything is made, so the error is about the container.
+    const taken = await c.call(Containers, "get", { id }).then(() => true, (e) => {
+      if (isKind(e, "not_found")) return false;
+      throw e;
+    });
+    if (taken) throw alreadyExists(`container "${id}"`);
     const image = await ensureImage(g, ref, { snapshotter });
 
     const dir = ioDir(g, id);
