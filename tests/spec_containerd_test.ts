@@ -17,6 +17,7 @@ import { currentCapabilities } from "../src/oci/caps.ts";
 import { defaultSpec, generateSpec, type SpecOpt } from "../src/oci/spec.ts";
 import * as o from "../src/oci/spec_opts.ts";
 import type { Spec } from "../src/oci/runtime_types.ts";
+import { type Containerd, startContainerd } from "./_containerd.ts";
 
 const NS = "spec-test";
 
@@ -27,71 +28,6 @@ function plain(v: unknown): unknown {
   // its source order, berth alphabetically.
   for (const rule of spec?.linux?.seccomp?.syscalls ?? []) rule.names.sort();
   return spec;
-}
-
-interface Containerd extends AsyncDisposable {
-  sock: string;
-  dir: string;
-  ctr(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
-}
-
-/** A private containerd 1.6 (Debian's) on a temp root; killed and removed on dispose. */
-async function startContainerd(): Promise<Containerd> {
-  const dir = await Deno.makeTempDir({ prefix: "berth-spec-cd-" });
-  const sock = `${dir}/containerd.sock`;
-  await Deno.writeTextFile(
-    `${dir}/config.toml`,
-    `version = 2
-root = "${dir}/root"
-state = "${dir}/state"
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.aufs",
-]
-[grpc]
-  address = "${sock}"
-[ttrpc]
-  address = ""
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "${dir}/opt"
-`,
-  );
-  const log = await Deno.open(`${dir}/containerd.log`, { write: true, create: true });
-  const child = new Deno.Command("/usr/bin/containerd", {
-    args: ["--config", `${dir}/config.toml`],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const logDone = child.stderr.pipeTo(log.writable);
-  const ctr = (args: string[]) => run("ctr", ["--address", sock, "-n", NS, ...args]);
-  let up = false;
-  for (let i = 0; i < 200 && !up; i++) {
-    up = (await ctr(["version"])).code === 0;
-    if (!up) await new Promise((r) => setTimeout(r, 50));
-  }
-  const dispose = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already gone */ }
-    await child.status;
-    await logDone.catch(() => {});
-    await Deno.remove(dir, { recursive: true });
-  };
-  if (!up) {
-    const text = await Deno.readTextFile(`${dir}/containerd.log`).catch(() => "");
-    await dispose();
-    throw new Error(`containerd did not start:\n${text}`);
-  }
-  return { sock, dir, ctr, [Symbol.asyncDispose]: dispose };
 }
 
 async function ok(
@@ -314,7 +250,7 @@ Deno.test("the bare default spec equals `ctr oci spec` (no daemon)", async () =>
 Deno.test("specs equal containerd's: image config, users, flags, seccomp, privileged", async (t) => {
   const work = await Deno.makeTempDir({ prefix: "berth-spec-img-" });
   try {
-    await using cd = await startContainerd();
+    await using cd = await startContainerd(NS);
     const { rootfs, archive } = await buildImages(work);
     await ok(cd.ctr(["images", "import", archive]), "ctr images import");
     const imageConfig = (i: number): o.ImageConfigLike => ({
