@@ -35,10 +35,10 @@ function configFor(shim: Shim): string {
  * A daemon whose io.containerd.runc.v2 runs `shim`: Debian's through the
  * config file, berth's by default (no config at all).
  */
-async function daemonWith(shim: Shim): Promise<TestDaemon> {
+async function daemonWith(shim: Shim, extraToml = ""): Promise<TestDaemon> {
   const dir = await Deno.makeTempDir({ prefix: "berth-tasks-" });
-  if (shim === "berth") return await startDaemon({ dir });
-  await Deno.writeTextFile(`${dir}/config.toml`, configFor(shim));
+  if (shim === "berth" && !extraToml) return await startDaemon({ dir });
+  await Deno.writeTextFile(`${dir}/config.toml`, extraToml + configFor(shim));
   return await startDaemon({ dir, extraArgs: ["--config", `${dir}/config.toml`] });
 }
 
@@ -336,7 +336,9 @@ async function shimPidOf(d: TestDaemon, id: string): Promise<number> {
 }
 
 async function survivesDaemonCrash(shim: Shim): Promise<void> {
-  const d = await daemonWith(shim);
+  // One shim per container, so that killing one task's shim leaves the others
+  // (berth's default shares one shim per namespace; tests/daemonless_test.ts covers that).
+  const d = await daemonWith(shim, 'shim_group = "container"\n');
   const [long, ends, orphan] = [uniq("long"), uniq("ends"), uniq("orphan")];
   const c = new Client({ address: d.sock, namespace: NS });
   try {
