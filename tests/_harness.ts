@@ -11,6 +11,10 @@
 import assert from "node:assert/strict";
 
 export const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+// Shims of a group exit as soon as their last container is gone, so tests can
+// wait for that; tests of the lingering shim set it themselves.
+if (Deno.env.get("BERTH_SHIM_LINGER_MS") === undefined) Deno.env.set("BERTH_SHIM_LINGER_MS", "0");
 export const MAIN = `${REPO}/main.ts`;
 
 export interface Run {
@@ -76,6 +80,8 @@ export interface DaemonOptions {
   /** Reuse this directory (root, state) instead of a new temporary one. */
   dir?: string;
   extraArgs?: string[];
+  /** Extra environment for the daemon (and the shims it starts). */
+  env?: Record<string, string>;
   logLevel?: string;
 }
 
@@ -121,6 +127,7 @@ export class TestDaemon implements AsyncDisposable {
         this.#opts.logLevel ?? "debug",
         ...(this.#opts.extraArgs ?? []),
       ],
+      ...(this.#opts.env ? { env: this.#opts.env } : {}),
       stdin: "null",
       stdout: this.#log.writable ? "piped" : "null",
       stderr: "piped",

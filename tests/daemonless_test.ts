@@ -110,3 +110,37 @@ function alive(pid: number): boolean {
     return false;
   }
 }
+
+/** Pids of berth shim processes serving the daemon at `state`. */
+async function shimsOf(state: string): Promise<number[]> {
+  const out: number[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const cmd = (await Deno.readTextFile(`/proc/${e.name}/cmdline`)).split("\0");
+      if (cmd.includes("shim") && cmd.includes("serve") && cmd.some((a) => a.startsWith(state))) {
+        out.push(Number(e.name));
+      }
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+Deno.test("shim groups: one shim serves a namespace and lingers for the next container", async () => {
+  await using d = await startDaemon({ env: { BERTH_SHIM_LINGER_MS: "20000" } });
+  const archive = await busyboxImageArchive(`${d.dir}/image`);
+  ok(await d.ctr(["images", "import", archive]), "ctr images import");
+  assert.equal(ok(await d.ctr(["run", "--rm", IMAGE, "first", "echo", "one"])).stdout, "one\n");
+  const [shim] = await shimsOf(d.state);
+  assert.ok(shim, "the namespace's shim stays after its last container is gone");
+  assert.equal(ok(await d.ctr(["run", "--rm", IMAGE, "second", "echo", "two"])).stdout, "two\n");
+  assert.deepEqual(await shimsOf(d.state), [shim], "the second container used the same shim");
+  // Another namespace gets a shim of its own.
+  ok(await d.ctr(["-n", "other", "images", "import", archive]));
+  assert.equal(
+    ok(await d.ctr(["-n", "other", "run", "--rm", IMAGE, "third", "echo", "3"])).stdout,
+    "3\n",
+  );
+  assert.equal((await shimsOf(d.state)).length, 2);
+  for (const pid of await shimsOf(d.state)) Deno.kill(pid, "SIGKILL");
+});

@@ -24,6 +24,7 @@ const STRING_FLAGS: Record<string, keyof ShimFlags> = {
   "publish-binary": "publishBinary",
   bundle: "bundle",
   socket: "socket",
+  linger: "linger",
 };
 
 /** Parses the shim's flags and its action; throws a usage error on bad input. */

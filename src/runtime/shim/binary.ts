@@ -30,7 +30,19 @@ export interface ShimFlags {
    * {@link startShim} in-process; else TTRPC_ADDRESS, else `<address>.ttrpc`.
    */
   ttrpcAddress?: string;
+  /**
+   * Internal (`serve`): milliseconds a shim serving a group waits, once its
+   * last container is gone, before it exits; "" or "0" exits at once.
+   */
+  linger?: string;
 }
+
+/**
+ * How long a group's shim stays up with no container (BERTH_SHIM_LINGER_MS,
+ * default 30 s): the next container of the namespace then finds it running
+ * instead of paying a Deno process start.
+ */
+export const GROUP_LINGER_MS = Number(Deno.env.get("BERTH_SHIM_LINGER_MS") ?? 30_000);
 
 /** Spec annotations that put containers in one shim (containerd 1.6's runc v2 shim). */
 export const GROUP_LABELS = ["io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"];
@@ -94,7 +106,8 @@ export async function startShim(flags: ShimFlags): Promise<string> {
       cause: err,
     });
   }
-  const group = (await groupOf(bundle)) ?? flags.id;
+  const named = await groupOf(bundle);
+  const group = named ?? flags.id;
   const socket = await shimSocketPath(flags.address, flags.namespace, group);
   const address = `unix://${socket}`;
   await Deno.mkdir(dirname(socket), { recursive: true, mode: 0o711 });
@@ -121,6 +134,8 @@ export async function startShim(flags: ShimFlags): Promise<string> {
       flags.publishBinary,
       "-socket",
       socket,
+      // Only a group's shim lingers: a per-container shim will not be asked again.
+      ...(named && GROUP_LINGER_MS > 0 ? ["-linger", String(GROUP_LINGER_MS)] : []),
       ...(flags.debug ? ["-debug"] : []),
       "serve",
     ];

@@ -47,6 +47,8 @@ export async function serveShim(flags: ShimFlags): Promise<number> {
     log,
   });
   let stop!: () => void;
+  const linger = Math.max(0, Number(flags.linger || 0));
+  let lingering: ReturnType<typeof setTimeout> | undefined;
   const stopped = new Promise<void>((r) => stop = r);
   const service = new TaskService({
     namespace: flags.namespace,
@@ -54,7 +56,14 @@ export async function serveShim(flags: ShimFlags): Promise<number> {
     log,
     publisher,
     reaper,
-    onShutdown: () => setTimeout(stop, 0),
+    // A group's shim lingers: if a container arrives meanwhile, the next
+    // Shutdown (after that one is gone) arms the timer again.
+    onShutdown: () => {
+      clearTimeout(lingering);
+      lingering = setTimeout(() => {
+        if (service.containerCount === 0) stop();
+      }, linger);
+    },
   });
   const server = new TtrpcServer({ log });
   server.register(Task, service.handlers());

@@ -649,6 +649,11 @@ export class TaskService {
     return { shimPid: Deno.pid, taskPid: c?.init.pid ?? 0, version: "" };
   }
 
+  /** How many containers this shim serves now. */
+  get containerCount(): number {
+    return this.#containers.size;
+  }
+
   shutdown() {
     if (this.#containers.size === 0) this.#opts.onShutdown();
     return {};
