@@ -54,7 +54,8 @@ export const imagesPlugin: Plugin = {
     const store = daemon.images;
     const events = daemon.events;
     server.add(ImagesService, {
-      get: (req, ctx) => Promise.resolve({ image: imageToProto(store.get(ctx.namespace(), req.name)) }),
+      get: (req, ctx) =>
+        Promise.resolve({ image: imageToProto(store.get(ctx.namespace(), req.name)) }),
       list: (req, ctx) =>
         Promise.resolve({ images: store.list(ctx.namespace(), req.filters).map(imageToProto) }),
       create(req, ctx) {

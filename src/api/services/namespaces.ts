@@ -29,7 +29,12 @@ export const namespacesPlugin: Plugin = {
         if (!req.namespace) throw invalidArgument("namespace must be given");
         const ns = store.create(req.namespace.name, req.namespace.labels);
         // Published in the caller's namespace, as containerd does.
-        events.publish(ctx.namespaceOrUndefined ?? "default", "/namespaces/create", NamespaceCreateSchema, ns);
+        events.publish(
+          ctx.namespaceOrUndefined ?? "default",
+          "/namespaces/create",
+          NamespaceCreateSchema,
+          ns,
+        );
         return Promise.resolve({ namespace: ns });
       },
       update(req, ctx) {
@@ -39,12 +44,22 @@ export const namespacesPlugin: Plugin = {
           req.namespace.labels,
           req.updateMask?.paths ?? [],
         );
-        events.publish(ctx.namespaceOrUndefined ?? "default", "/namespaces/update", NamespaceUpdateSchema, ns);
+        events.publish(
+          ctx.namespaceOrUndefined ?? "default",
+          "/namespaces/update",
+          NamespaceUpdateSchema,
+          ns,
+        );
         return Promise.resolve({ namespace: ns });
       },
       delete(req, ctx) {
         store.delete(req.name);
-        events.publish(ctx.namespaceOrUndefined ?? "default", "/namespaces/delete", NamespaceDeleteSchema, { name: req.name });
+        events.publish(
+          ctx.namespaceOrUndefined ?? "default",
+          "/namespaces/delete",
+          NamespaceDeleteSchema,
+          { name: req.name },
+        );
         return Promise.resolve({});
       },
     });
