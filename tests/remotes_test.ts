@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { createHash, createPrivateKey, createPublicKey, sign } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { Buffer } from "node:buffer";
-import { run, waitFor } from "./_harness.ts";
+import { run } from "./_harness.ts";
 import { isKind } from "../src/core/errdefs.ts";
 import {
   type Descriptor,
@@ -20,19 +20,9 @@ import {
 } from "../src/oci/image.ts";
 import { hostPlatform, selectManifests } from "../src/oci/platforms.ts";
 import { InFlight, RegistryClient, type RegistryClientOptions } from "../src/remotes/mod.ts";
+import { freePort, front, proxy, sha256, startRegistry } from "./_registry.ts";
 
 const FAST_RETRY = { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 };
-
-function sha256(b: Uint8Array): string {
-  return "sha256:" + createHash("sha256").update(b).digest("hex");
-}
-
-function freePort(hostname = "127.0.0.1"): number {
-  const l = Deno.listen({ hostname, port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 async function readAll(s: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   return new Uint8Array(await new Response(s).arrayBuffer());
@@ -131,121 +121,6 @@ async function makeImage(
     layers: [layer],
   });
   return { manifest, config, layer };
-}
-
-interface Proc {
-  port: number;
-  stop(): Promise<void>;
-}
-
-/** Starts docker-registry on 127.0.0.1 with `extra` YAML appended to its config. */
-async function startRegistry(
-  tmp: string,
-  storage: string,
-  extra = "",
-  scheme: "http" | "https" = "http",
-): Promise<Proc> {
-  const port = freePort();
-  const dir = await Deno.makeTempDir({ dir: tmp, prefix: "registry-" });
-  await Deno.writeTextFile(
-    `${dir}/config.yml`,
-    `version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: ${storage}
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging: {enabled: false}
-http:
-  addr: 127.0.0.1:${port}
-  secret: berth-test-${port}
-${extra}`,
-  );
-  const child = new Deno.Command("sh", {
-    args: [
-      "-c",
-      `exec docker-registry serve "$1" >"$2" 2>&1`,
-      "sh",
-      `${dir}/config.yml`,
-      `${dir}/log`,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  let exited = false;
-  child.status.then(() => (exited = true));
-  try {
-    await waitFor(`registry on :${port}`, async () => {
-      if (exited) throw new Error(`registry exited: ${await Deno.readTextFile(`${dir}/log`)}`);
-      try {
-        const r = scheme === "http"
-          ? await fetch(`http://127.0.0.1:${port}/v2/`)
-          : await run("curl", [
-            "-sk",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            `https://127.0.0.1:${port}/v2/`,
-          ])
-            .then((x) => new Response(null, { status: Number(x.stdout) || 599 }));
-        await r.body?.cancel();
-        return r.status === 200 || r.status === 401;
-      } catch {
-        return false;
-      }
-    });
-  } catch (e) {
-    child.kill("SIGKILL");
-    await child.status;
-    throw e;
-  }
-  return {
-    port,
-    async stop() {
-      if (!exited) child.kill("SIGTERM");
-      await child.status;
-    },
-  };
-}
-
-/** A Deno.serve front on `hostname` with a request log. */
-function front(
-  handler: (req: Request, url: URL) => Response | Promise<Response>,
-  hostname = "127.0.0.1",
-) {
-  const log: Array<{ method: string; path: string; auth: string | null; range: string | null }> =
-    [];
-  const server = Deno.serve({ hostname, port: 0, onListen() {} }, (req) => {
-    const url = new URL(req.url);
-    log.push({
-      method: req.method,
-      path: url.pathname,
-      auth: req.headers.get("authorization"),
-      range: req.headers.get("range"),
-    });
-    return handler(req, url);
-  });
-  return { port: server.addr.port, log, close: () => server.shutdown() };
-}
-
-/** Forwards a request to the registry on `port`. */
-async function proxy(req: Request, url: URL, port: number): Promise<Response> {
-  const headers = new Headers(req.headers);
-  headers.delete("host");
-  const r = await fetch(`http://127.0.0.1:${port}${url.pathname}${url.search}`, {
-    method: req.method,
-    headers,
-    redirect: "manual",
-  });
-  return new Response(req.method === "HEAD" ? null : r.body, {
-    status: r.status,
-    headers: r.headers,
-  });
 }
 
 /** libtrust's key id: base32 of the first 240 bits of sha256(DER SPKI), in groups of 4. */
