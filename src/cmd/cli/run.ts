@@ -6,6 +6,7 @@
 import { Containers } from "../../gen/containerd/services/containers/v1/containers_pb.ts";
 import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { Tasks } from "../../gen/containerd/services/tasks/v1/tasks_pb.ts";
+import { Leases } from "../../gen/containerd/services/leases/v1/leases_pb.ts";
 import { alreadyExists, isKind } from "../../core/errdefs.ts";
 import { validateIdentifier } from "../../core/identifiers.ts";
 import { criLogUri } from "../../runtime/crilog.ts";
@@ -306,6 +307,13 @@ export const runCommand: Command = {
     if (stopSignal) labels[LABEL_STOP_SIGNAL] = stopSignal;
 
     // The rw snapshot first: its mounts give the rootfs to resolve users in.
+    // A lease holds it until the container record does, so a GC in between
+    // cannot collect it.
+    const { lease } = await c.call(Leases, "create", {
+      id: "",
+      labels: { "containerd.io/gc.expire": new Date(Date.now() + 3600_000).toISOString() },
+    });
+    c.lease = lease!.id;
     let prepared = false;
     let created = false;
     try {
@@ -341,6 +349,9 @@ export const runCommand: Command = {
         await c.call(Snapshots, "remove", { snapshotter, key: id }).catch(() => {});
       }
       throw e;
+    } finally {
+      c.lease = undefined;
+      await c.call(Leases, "delete", { id: lease!.id, sync: false }).catch(() => {});
     }
 
     const tty = values.tty ?? false;
