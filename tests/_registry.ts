@@ -11,7 +11,7 @@
  * // pull `${env.host}/busybox:v1`
  * ```
  */
-import { createHash, createPrivateKey, createPublicKey, sign } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { run, waitFor } from "./_harness.ts";
 import { type Descriptor, MediaType } from "../src/oci/image.ts";
@@ -546,7 +546,7 @@ export async function startBasicAuthRegistry(tmp: string, storage: string): Prom
 }
 
 /** libtrust's key id: base32 of the first 240 bits of sha256(DER SPKI), in groups of 4. */
-function libtrustKeyId(spkiDer: Uint8Array): string {
+export function libtrustKeyId(spkiDer: Uint8Array): string {
   const bytes = createHash("sha256").update(spkiDer).digest().subarray(0, 30);
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
   let bits = 0;
@@ -563,11 +563,48 @@ function libtrustKeyId(spkiDer: Uint8Array): string {
   return out.match(/.{4}/g)!.join(":");
 }
 
-function b64url(b: Uint8Array | string): string {
+export function b64url(b: Uint8Array | string): string {
   return Buffer.from(b).toString("base64url");
 }
 
 /** A registry that requires ES256 bearer tokens from our own token server. */
+/**
+ * The token server's answer: with Basic tester:secret, an ES256 JWT for the
+ * requested scopes, signed with `key` under libtrust key id `kid`; else 401.
+ */
+export function issueToken(req: Request, url: URL, kid: string, key: KeyObject): Response {
+  if (req.headers.get("authorization") !== `Basic ${btoa("tester:secret")}`) {
+    return new Response(JSON.stringify({ details: "incorrect username or password" }), {
+      status: 401,
+    });
+  }
+  const now = Math.floor(Date.now() / 1000);
+  const access = url.searchParams.getAll("scope").map((s) => {
+    const [type, name, actions] = s.split(":");
+    return { type, name, actions: actions!.split(",") };
+  });
+  const header = b64url(JSON.stringify({ typ: "JWT", alg: "ES256", kid }));
+  const claims = b64url(JSON.stringify({
+    iss: "berth-test-issuer",
+    sub: "tester",
+    aud: url.searchParams.get("service"),
+    exp: now + 300,
+    nbf: now - 10,
+    iat: now,
+    jti: crypto.randomUUID(),
+    access,
+  }));
+  const sig = sign("sha256", Buffer.from(`${header}.${claims}`), {
+    key,
+    dsaEncoding: "ieee-p1363",
+  });
+  return Response.json({
+    token: `${header}.${claims}.${b64url(sig)}`,
+    expires_in: 300,
+    issued_at: new Date().toISOString(),
+  });
+}
+
 export interface TokenRegistry extends RegistryProc {
   /** Every request the token server received. */
   tokenRequests: URL[];
@@ -607,36 +644,7 @@ export async function startTokenAuthRegistry(
   const tokenRequests: URL[] = [];
   const tokens = front((req, url) => {
     tokenRequests.push(url);
-    if (req.headers.get("authorization") !== `Basic ${btoa("tester:secret")}`) {
-      return new Response(JSON.stringify({ details: "incorrect username or password" }), {
-        status: 401,
-      });
-    }
-    const now = Math.floor(Date.now() / 1000);
-    const access = url.searchParams.getAll("scope").map((s) => {
-      const [type, name, actions] = s.split(":");
-      return { type, name, actions: actions!.split(",") };
-    });
-    const header = b64url(JSON.stringify({ typ: "JWT", alg: "ES256", kid }));
-    const claims = b64url(JSON.stringify({
-      iss: "berth-test-issuer",
-      sub: "tester",
-      aud: url.searchParams.get("service"),
-      exp: now + 300,
-      nbf: now - 10,
-      iat: now,
-      jti: crypto.randomUUID(),
-      access,
-    }));
-    const sig = sign("sha256", Buffer.from(`${header}.${claims}`), {
-      key,
-      dsaEncoding: "ieee-p1363",
-    });
-    return Response.json({
-      token: `${header}.${claims}.${b64url(sig)}`,
-      expires_in: 300,
-      issued_at: new Date().toISOString(),
-    });
+    return issueToken(req, url, kid, key);
   });
   let reg: RegistryProc;
   try {

@@ -6,9 +6,8 @@
  * truncated bodies, redirects to another host, schema 1).
  */
 import assert from "node:assert/strict";
-import { createHash, createPrivateKey, createPublicKey, sign } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
 import { gzipSync } from "node:zlib";
-import { Buffer } from "node:buffer";
 import { run } from "./_harness.ts";
 import { isKind } from "../src/core/errdefs.ts";
 import {
@@ -20,7 +19,15 @@ import {
 } from "../src/oci/image.ts";
 import { hostPlatform, selectManifests } from "../src/oci/platforms.ts";
 import { InFlight, RegistryClient, type RegistryClientOptions } from "../src/remotes/mod.ts";
-import { freePort, front, proxy, sha256, startRegistry } from "./_registry.ts";
+import {
+  freePort,
+  front,
+  issueToken,
+  libtrustKeyId,
+  proxy,
+  sha256,
+  startRegistry,
+} from "./_registry.ts";
 
 const FAST_RETRY = { attempts: 3, baseDelayMs: 10, maxDelayMs: 50 };
 
@@ -121,28 +128,6 @@ async function makeImage(
     layers: [layer],
   });
   return { manifest, config, layer };
-}
-
-/** libtrust's key id: base32 of the first 240 bits of sha256(DER SPKI), in groups of 4. */
-function libtrustKeyId(spkiDer: Uint8Array): string {
-  const bytes = createHash("sha256").update(spkiDer).digest().subarray(0, 30);
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let bits = 0;
-  let value = 0;
-  let out = "";
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  return out.match(/.{4}/g)!.join(":");
-}
-
-function b64url(b: Uint8Array | string): string {
-  return Buffer.from(b).toString("base64url");
 }
 
 Deno.test({
@@ -698,33 +683,7 @@ Deno.test({
           const tokenRequests: URL[] = [];
           const tokens = front((req, url) => {
             tokenRequests.push(url);
-            if (req.headers.get("authorization") !== `Basic ${btoa("tester:secret")}`) {
-              return new Response(JSON.stringify({ details: "incorrect username or password" }), {
-                status: 401,
-              });
-            }
-            const now = Math.floor(Date.now() / 1000);
-            const access = url.searchParams.getAll("scope").map((s) => {
-              const [type, name, actions] = s.split(":");
-              return { type, name, actions: actions!.split(",") };
-            });
-            const header = b64url(JSON.stringify({ typ: "JWT", alg: "ES256", kid }));
-            const claims = b64url(JSON.stringify({
-              iss: "berth-test-issuer",
-              sub: "tester",
-              aud: url.searchParams.get("service"),
-              exp: now + 300,
-              nbf: now - 10,
-              iat: now,
-              jti: crypto.randomUUID(),
-              access,
-            }));
-            const sig = sign("sha256", Buffer.from(`${header}.${claims}`), {
-              key: forge ? otherKey : key,
-              dsaEncoding: "ieee-p1363",
-            });
-            const token = `${header}.${claims}.${b64url(sig)}`;
-            return Response.json({ token, expires_in: 300, issued_at: new Date().toISOString() });
+            return issueToken(req, url, kid, forge ? otherKey : key);
           });
           cleanups.push(() => tokens.close());
           const tokReg = await startRegistry(
