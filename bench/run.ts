@@ -94,6 +94,13 @@ interface Target {
   stop(): Promise<void>;
 }
 
+/** This process's environment without the test harness's overrides. */
+function daemonEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  delete env.BERTH_SHIM_LINGER_MS;
+  return env;
+}
+
 async function startBerth(dir: string): Promise<Target> {
   const entry = `${dir}/berth.js`;
   await run(Deno.execPath(), ["bundle", "--platform", "deno", "-o", entry, `${REPO}/main.ts`]);
@@ -110,8 +117,12 @@ async function startBerth(dir: string): Promise<Target> {
       "--state",
       `${dir}/state`,
       "--log-level",
-      "warn",
+      Deno.env.get("BENCH_BERTH_LOG") ?? "warn",
     ],
+    // The daemon's own defaults: tests/_harness.ts (imported through
+    // tests/_images.ts) sets BERTH_SHIM_LINGER_MS=0 in this process.
+    env: daemonEnv(),
+    clearEnv: true,
     stdin: "null",
     stdout: "null",
     stderr: "inherit",

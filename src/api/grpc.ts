@@ -158,7 +158,11 @@ export function addService<S extends GenServiceMethods>(
           cb: grpc.sendUnaryData<unknown>,
         ) => {
           const ctx = new CallContext(call.metadata, signalOf(call));
-          h(call.request, ctx).then((res) => cb(null, res), (err) => cb(failure(err, log, path)));
+          const t0 = performance.now();
+          h(call.request, ctx).then((res) => {
+            log.trace("call", { method: path, ms: +(performance.now() - t0).toFixed(1) });
+            cb(null, res);
+          }, (err) => cb(failure(err, log, path)));
         };
         break;
       case "server_streaming":
