@@ -26,8 +26,10 @@
  * nothing is written to bench/results).
  */
 
+import { startBerthDaemon, TUNED_V8_FLAGS } from "./_berth.ts";
+
 /** The V8 flags the packaged daemon runs with (see README, "Memory"). */
-export const TUNED_V8_FLAGS = "--max-old-space-size=256,--max-semi-space-size=1";
+export { TUNED_V8_FLAGS };
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const SECONDS = Number(Deno.env.get("BENCH_SECONDS") ?? 5);
@@ -101,20 +103,6 @@ async function run(cmd: string, args: string[], env?: Record<string, string>): P
   return text;
 }
 
-async function waitForSocket(path: string, alive: () => boolean): Promise<void> {
-  const end = Date.now() + 30_000;
-  while (Date.now() < end) {
-    if (!alive()) throw new Error(`The daemon for ${path} exited before it served`);
-    try {
-      (await Deno.connect({ transport: "unix", path })).close();
-      return;
-    } catch {
-      await sleep(50);
-    }
-  }
-  throw new Error(`Timed out waiting for ${path}`);
-}
-
 /** Runs bench/client.ts in its own process and returns what it printed. */
 async function client<T>(args: string[]): Promise<T> {
   const out = await run(Deno.execPath(), ["run", "-A", `${REPO}/bench/client.ts`, ...args]);
@@ -130,42 +118,10 @@ interface Target {
 }
 
 async function startBerth(name: string, v8Flags: string | undefined): Promise<Target> {
-  const dir = await Deno.makeTempDir({ prefix: "berth-bench-" });
-  const sock = `${dir}/state/berth.sock`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
-      `${REPO}/main.ts`,
-      "daemon",
-      "--root",
-      `${dir}/root`,
-      "--state",
-      `${dir}/state`,
-      "--address",
-      sock,
-      "--log-level",
-      "warn",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  let alive = true;
-  child.status.then(() => (alive = false));
-  const stop = async () => {
-    if (alive) child.kill("SIGTERM");
-    await child.status;
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
-  try {
-    await waitForSocket(sock, () => alive);
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  return { name, sock, pid: child.pid, stop };
+  // From main.ts: this bench measures the daemon, which loads the same
+  // modules whether bundled or not.
+  const d = await startBerthDaemon({ prefix: "berth-bench-", entry: "source", v8Flags });
+  return { name, sock: d.sock, pid: d.pid, stop: d.stop };
 }
 
 async function startContainerd(): Promise<Target> {

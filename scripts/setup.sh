@@ -2,8 +2,8 @@
 # Quick start, command 1:  sudo bash scripts/setup.sh
 #
 # Installs what berth needs (Deno from npm, the Debian packages, the npm deps),
-# builds the single-file bundle and installs it as /usr/local/lib/berth/berth.js
-# with a `berth` command in /usr/local/bin, then starts `berth daemon` with its
+# builds the bundle (scripts/bundle.sh) and installs it as
+# /usr/local/lib/berth/BUILD/main.js with a `berth` command in /usr/local/bin, then starts `berth daemon` with its
 # built-in defaults:
 #   root /var/lib/berth, state /run/berth, socket /run/berth/berth.sock
 # under systemd (packaging/berth.service) when systemd runs the machine, or else
@@ -53,11 +53,27 @@ berth_install_npm_deps "$REPO" || die "cannot install the npm dependencies"
 
 # ---- 2. the program --------------------------------------------------------
 if [[ $ENTRY_MODE == bundle ]]; then
-  say "bundling $REPO/main.ts into $LIBDIR/berth.js"
-  (cd "$REPO" && berth_quiet "$DENO" task bundle) ||
-    die "deno task bundle failed; BERTH_ENTRY=source runs the source tree instead"
-  install -D -m 0644 "$REPO/dist/berth.js" "$LIBDIR/berth.js"
-  ENTRY=$LIBDIR/berth.js
+  # Each build goes into a directory of its own, named by its content: a daemon
+  # or shim still running an older build loads that build's chunks lazily, so
+  # a build is removed only when no process runs it any more.
+  say "bundling $REPO/main.ts"
+  export DENO
+  berth_quiet bash "$REPO/scripts/bundle.sh" "$REPO/dist/berth" ||
+    die "the bundle failed; BERTH_ENTRY=source runs the source tree instead"
+  build=$(cd "$REPO/dist/berth" && find . -type f -print0 | sort -z | xargs -0 sha256sum |
+    sha256sum | cut -c1-12)
+  mkdir -p "$LIBDIR"
+  if [[ ! -s $LIBDIR/$build/main.js ]]; then
+    rm -rf "$LIBDIR/$build.tmp"
+    cp -r "$REPO/dist/berth" "$LIBDIR/$build.tmp"
+    chmod -R a+rX "$LIBDIR/$build.tmp"
+    mv "$LIBDIR/$build.tmp" "$LIBDIR/$build"
+  fi
+  ENTRY=$LIBDIR/$build/main.js
+  for old in "$LIBDIR"/*; do
+    [[ $old == "$LIBDIR/$build" ]] && continue
+    if ! grep -qsF -- "$old/" /proc/[0-9]*/cmdline; then rm -rf "$old"; fi
+  done
 else
   ENTRY=$REPO/main.ts
 fi

@@ -1,6 +1,7 @@
 /**
- * ttrpc's framing (github.com/containerd/ttrpc v1.1, the version containerd
- * 1.6 speaks): every message is a 10-byte header followed by its payload.
+ * ttrpc's framing (github.com/containerd/ttrpc v1.2; v1.1, the version
+ * containerd 1.6 speaks, is its unary subset): every message is a 10-byte
+ * header followed by its payload.
  *
  * ```text
  * 0      4          8      9       10
@@ -8,8 +9,13 @@
  * ```
  * Integers are big-endian. `len` counts the payload only and is capped at
  * 4 MiB. Client-initiated streams use odd ids. Type 1 carries a Request,
- * type 2 a Response; type 3 (data) only appears with the streaming of ttrpc
- * 1.2 and is ignored here, as v1.1 peers ignore unknown types.
+ * type 2 a Response, type 3 (data) one message of a streaming call (1.2).
+ *
+ * Flags say where a streaming call stands: a Request with `remoteOpen` means
+ * the client sends data frames after it, one with `remoteClosed` that it
+ * sends none; a data frame with `remoteClosed` is the sender's last, and
+ * `noData` marks a frame that carries no message (a bare close). A Request
+ * with no flags is unary to a v1.1 peer; the server decides by the method.
  */
 
 /** Size of the fixed frame header. */
@@ -24,6 +30,9 @@ export const GRPC_NAMESPACE_KEY = "containerd-namespace";
 
 /** Frame types. */
 export const MessageType = { request: 1, response: 2, data: 3 } as const;
+
+/** Frame flags (ttrpc 1.2). */
+export const Flags = { remoteClosed: 0x1, remoteOpen: 0x2, noData: 0x4 } as const;
 
 /** One decoded frame. */
 export interface Frame {
@@ -167,8 +176,8 @@ export class FrameWriter {
   }
 
   /** Queues one frame; resolves when all its bytes were written. */
-  send(streamId: number, type: number, payload: Uint8Array): Promise<void> {
-    const frame = encodeFrame(streamId, type, payload);
+  send(streamId: number, type: number, payload: Uint8Array, flags = 0): Promise<void> {
+    const frame = encodeFrame(streamId, type, payload, flags);
     const p = this.#tail.then(async () => {
       if (this.#error !== undefined) throw this.#error;
       try {

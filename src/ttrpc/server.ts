@@ -4,11 +4,20 @@
  * with (containerd.task.v2.Task) and what the daemon receives shim events on
  * (containerd.services.events.ttrpc.v1.Events).
  *
- * Behaviour follows containerd/ttrpc v1.1: requests on one connection run
+ * Behaviour follows containerd/ttrpc v1.2: requests on one connection run
  * concurrently and are answered in completion order; unknown services and
  * methods answer UNIMPLEMENTED (`service X`, `method X`); an even stream id
  * or an undecodable request answers INVALID_ARGUMENT; an oversized message
  * answers RESOURCE_EXHAUSTED; a closed connection cancels its calls.
+ *
+ * Streaming methods (1.2) are chosen by the registered method's kind, as in
+ * ttrpc: a server-streaming or bidi handler's messages go out as data frames
+ * and its end as an empty data frame flagged remote-closed + no-data; a
+ * client-streaming handler's result and any handler's error go out as the
+ * Response. The client's data frames feed the handler's request iterator,
+ * which ends at the frame flagged remote-closed. Data for a stream that is
+ * not (or no longer) open answers INVALID_ARGUMENT `StreamID is no longer
+ * active`.
  *
  * ```ts
  * const server = new TtrpcServer();
@@ -28,10 +37,11 @@ import {
 } from "@bufbuild/protobuf";
 import type { GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { type Request, RequestSchema, ResponseSchema } from "../gen/ttrpc/ttrpc_pb.ts";
-import { failedPrecondition } from "../core/errdefs.ts";
+import { BerthError, failedPrecondition, invalidArgument } from "../core/errdefs.ts";
 import { validateIdentifier } from "../core/identifiers.ts";
 import { Logger } from "../util/log.ts";
 import {
+  Flags,
   FrameReader,
   FrameWriter,
   GRPC_NAMESPACE_KEY,
@@ -40,6 +50,7 @@ import {
   TTRPC_NAMESPACE_KEY,
 } from "./frame.ts";
 import { Code, statusOf, type WireStatus } from "./status.ts";
+import { Inbox } from "./inbox.ts";
 
 /** What a handler knows about its call besides the request. */
 export class TtrpcContext {
@@ -78,9 +89,22 @@ export class TtrpcContext {
 type In<M> = M extends { input: infer I extends DescMessage } ? MessageShape<I> : never;
 type Out<M> = M extends { output: infer O extends DescMessage } ? MessageInitShape<O> : never;
 
-/** A unary handler (ttrpc 1.1 has no streams); it may answer synchronously or throw. */
+/** Sends one message on a server stream; resolves when it was written. */
+export type TtrpcSend<T> = (msg: T) => Promise<void>;
+
+/**
+ * A handler, by method kind. A unary one may answer synchronously; any may
+ * throw. A streaming handler's request iterator ends when the client closes
+ * its side, and fails when the connection drops.
+ */
 export type TtrpcHandler<M> = M extends { methodKind: "unary" }
   ? (req: In<M>, ctx: TtrpcContext) => Out<M> | Promise<Out<M>>
+  : M extends { methodKind: "server_streaming" }
+    ? (req: In<M>, ctx: TtrpcContext, send: TtrpcSend<Out<M>>) => Promise<void>
+  : M extends { methodKind: "client_streaming" }
+    ? (reqs: AsyncIterable<In<M>>, ctx: TtrpcContext) => Promise<Out<M>>
+  : M extends { methodKind: "bidi_streaming" }
+    ? (reqs: AsyncIterable<In<M>>, ctx: TtrpcContext, send: TtrpcSend<Out<M>>) => Promise<void>
   : never;
 
 /** An implementation of a service: any subset of its methods (the rest are UNIMPLEMENTED). */
@@ -90,7 +114,19 @@ export type TtrpcServiceImpl<S extends GenServiceMethods> = {
 
 interface Registered {
   desc: DescMethod;
-  fn: (req: unknown, ctx: TtrpcContext) => unknown;
+  fn: (req: unknown, ctx: TtrpcContext, send?: TtrpcSend<unknown>) => unknown;
+}
+
+/** Requests and data frames waiting for a client-streaming or bidi handler. */
+type StreamInbox = Inbox<Uint8Array>;
+
+/** What a connection's frame loop hands to the calls it starts. */
+interface ConnState {
+  writer: FrameWriter;
+  signal: AbortSignal;
+  /** Open client streams by id (client-streaming and bidi calls). */
+  inboxes: Map<number, StreamInbox>;
+  reply(id: number, s: WireStatus, p?: Uint8Array): Promise<void>;
 }
 
 /** Options of a {@link TtrpcServer}. */
@@ -125,12 +161,12 @@ export class TtrpcServer {
     for (const m of service.methods) {
       const fn = (impl as Record<string, unknown>)[m.localName];
       if (typeof fn !== "function") continue;
-      if (m.methodKind !== "unary") {
-        throw new Error(
-          `Cannot register ${service.typeName}/${m.name}: ttrpc serves unary methods only`,
-        );
-      }
-      methods.set(m.name, { desc: m, fn: (req, ctx) => fn.call(impl, req, ctx) });
+      methods.set(m.name, {
+        desc: m,
+        fn: m.methodKind === "unary"
+          ? (req, ctx) => fn.call(impl, req, ctx)
+          : (req, ctx, send) => fn.call(impl, req, ctx, send),
+      });
     }
     this.#services.set(service.typeName, methods);
   }
@@ -218,6 +254,7 @@ export class TtrpcServer {
     const gone = new AbortController();
     const reply = (streamId: number, status: WireStatus, payload?: Uint8Array) =>
       this.#reply(writer, streamId, status, payload);
+    const state: ConnState = { writer, signal: gone.signal, inboxes: new Map(), reply };
     try {
       for (;;) {
         const f = await reader.next();
@@ -230,7 +267,11 @@ export class TtrpcServer {
           });
           continue;
         }
-        // Other types (e.g. 1.2's data frames) are ignored for compatibility, as ttrpc does.
+        if (f.type === MessageType.data) {
+          this.#data(state, f.streamId, f.flags, f.payload);
+          continue;
+        }
+        // Other types are ignored for compatibility, as ttrpc does.
         if (f.type !== MessageType.request) continue;
         let req: Request;
         try {
@@ -249,12 +290,18 @@ export class TtrpcServer {
           });
           continue;
         }
-        this.#call(f.streamId, req, gone.signal, reply);
+        const m = this.#services.get(req.service)?.get(req.method);
+        if (m && m.desc.methodKind !== "unary") this.#stream(f.streamId, req, m, state);
+        else this.#call(f.streamId, req, gone.signal, reply);
       }
     } catch (err) {
       if (!isDisconnect(err)) this.#log.warn("ttrpc connection failed", { error: err });
     } finally {
       gone.abort(new Error("ttrpc connection closed"));
+      for (const inbox of state.inboxes.values()) {
+        inbox.fail(new BerthError("canceled", "ttrpc connection closed: context canceled"));
+      }
+      state.inboxes.clear();
       this.#conns.delete(conn);
       closeQuietly(conn);
     }
@@ -322,6 +369,102 @@ export class TtrpcServer {
     }
   }
 
+  /** A data frame from the client: the next message of an open client stream. */
+  #data(state: ConnState, streamId: number, flags: number, payload: Uint8Array): void {
+    const inbox = state.inboxes.get(streamId);
+    if (!inbox) {
+      state.reply(streamId, {
+        code: Code.INVALID_ARGUMENT,
+        message: streamId % 2 === 1
+          ? "StreamID is no longer active"
+          : "StreamID must be odd for client initiated streams",
+      });
+      return;
+    }
+    if (!(flags & Flags.noData)) inbox.push(payload);
+    if (flags & Flags.remoteClosed) inbox.close();
+  }
+
+  /** A call of a streaming method: runs its handler over the stream's frames. */
+  async #stream(streamId: number, req: Request, m: Registered, conn: ConnState): Promise<void> {
+    this.#active++;
+    const path = `/${req.service}/${req.method}`;
+    const kind = m.desc.methodKind;
+    const clientStreams = kind === "client_streaming" || kind === "bidi_streaming";
+    const serverStreams = kind === "server_streaming" || kind === "bidi_streaming";
+    let inbox: StreamInbox | undefined;
+    if (clientStreams) {
+      // Registered before the frame loop reads on, so no data frame is missed.
+      inbox = new Inbox<Uint8Array>();
+      conn.inboxes.set(streamId, inbox);
+      // A request payload is the first message (ttrpc lets a client send one).
+      if (req.payload.length > 0) inbox.push(req.payload);
+    }
+    let finished = false;
+    try {
+      const signal = req.timeoutNano > 0n
+        ? AbortSignal.any([conn.signal, AbortSignal.timeout(Number(req.timeoutNano / 1_000_000n))])
+        : conn.signal;
+      const ctx = new TtrpcContext(path, metadataOf(req), signal);
+      const send: TtrpcSend<unknown> = async (msg) => {
+        if (finished) throw new Error(`${path}: cannot send after the call has ended`);
+        if (signal.aborted) throw new BerthError("canceled", `${path}: context canceled`);
+        const bytes = toBinary(
+          m.desc.output,
+          create(m.desc.output, msg as MessageInitShape<DescMessage>),
+        );
+        await conn.writer.send(streamId, MessageType.data, bytes);
+      };
+      let status: WireStatus = { code: Code.OK, message: "" };
+      let payload: Uint8Array | undefined;
+      try {
+        const input = inbox ? decoded(inbox, m.desc.input) : fromBinary(m.desc.input, req.payload);
+        const out = await m.fn(input, ctx, serverStreams ? send : undefined);
+        if (!serverStreams) {
+          payload = toBinary(
+            m.desc.output,
+            create(m.desc.output, out as MessageInitShape<DescMessage>),
+          );
+        }
+      } catch (err) {
+        status = await statusOf(err);
+        if (status.code === Code.UNKNOWN || status.code === Code.INTERNAL) {
+          this.#log.error("ttrpc call failed", {
+            method: path,
+            error: err instanceof Error ? err.stack : err,
+          });
+        } else {
+          this.#log.debug("ttrpc call refused", {
+            method: path,
+            code: status.code,
+            error: status.message,
+          });
+        }
+      }
+      finished = true;
+      if (conn.signal.aborted) return; // Nobody is left to answer.
+      if (status.code === Code.OK && serverStreams) {
+        // The end of a server stream: an empty data frame closing the stream.
+        await conn.writer.send(
+          streamId,
+          MessageType.data,
+          new Uint8Array(),
+          Flags.remoteClosed | Flags.noData,
+        ).catch((err) => {
+          if (!isDisconnect(err)) this.#log.warn("ttrpc reply failed", { error: err });
+        });
+      } else await conn.reply(streamId, status, payload);
+    } finally {
+      finished = true;
+      if (inbox) {
+        // Data the client still sends after the answer is answered as for a closed stream.
+        inbox.close();
+        conn.inboxes.delete(streamId);
+      }
+      if (--this.#active === 0) { for (const r of this.#idle.splice(0)) r(); }
+    }
+  }
+
   async #reply(
     writer: FrameWriter,
     streamId: number,
@@ -347,6 +490,17 @@ export class TtrpcServer {
     } catch (err) {
       // The caller went away; its connection loop notices and cleans up.
       if (!isDisconnect(err)) this.#log.warn("ttrpc reply failed", { error: err });
+    }
+  }
+}
+
+/** The messages of a client stream, decoded as the handler takes them. */
+async function* decoded(inbox: StreamInbox, schema: DescMessage): AsyncGenerator<unknown> {
+  for await (const bytes of inbox) {
+    try {
+      yield fromBinary(schema, bytes);
+    } catch (err) {
+      throw invalidArgument(`data handling error: ${errText(err)}`, { cause: err });
     }
   }
 }
