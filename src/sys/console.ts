@@ -6,24 +6,19 @@
  * pty master cannot be reopened: opening `/proc/self/fd/N` of a master opens
  * /dev/ptmx again and allocates a *new* pty. So both live here on FFI.
  *
- * Blocking is done by poll(2) on a pool thread, together with an eventfd
- * that `close()` signals; the actual accept4/recvmsg/read/write calls run
- * synchronously on non-blocking fds right after, so their errno is reliable
- * and nothing is left blocked in the kernel after close.
+ * Waiting goes through the process's one poller (fdpoll.ts); the actual
+ * accept4/recvmsg/read/write calls run synchronously on non-blocking fds
+ * right after, so their errno is reliable and nothing is left blocked in the
+ * kernel after close.
  */
 import { check, errno, libc, SysError } from "./libc.ts";
+import { POLLIN, Waitable } from "./fdpoll.ts";
+import { NonBlockingFile } from "./nbfile.ts";
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
-const O_NONBLOCK = 0o4000;
-const F_GETFL = 3;
-const F_SETFL = 4;
-const EFD_CLOEXEC = 0o2000000;
-const EFD_NONBLOCK = 0o4000;
-const POLLIN = 0x1;
-const POLLOUT = 0x4;
 const SOL_SOCKET = 1;
 const SCM_RIGHTS = 1;
 const MSG_CTRUNC = 0x8;
@@ -32,96 +27,11 @@ const TIOCGWINSZ = 0x5413n;
 const TIOCSWINSZ = 0x5414n;
 const EINTR = 4;
 const EAGAIN = 11;
-const EIO = 5;
 /** sun_path's size in struct sockaddr_un. */
 const SUN_PATH_MAX = 108;
 
 function address(buf: BufferSource): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
-}
-
-/**
- * One fd plus an eventfd that wakes its pollers on close. Fds are closed only
- * once no poll is in flight on them (a closed number could be reused).
- */
-class Waitable {
-  readonly fd: number;
-  #wake: number;
-  #inFlight = 0;
-  #closed = false;
-  #closeWhat: string;
-
-  constructor(fd: number, what: string) {
-    this.fd = fd;
-    this.#closeWhat = what;
-    try {
-      this.#wake = check(libc().eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd");
-    } catch (err) {
-      libc().close(fd);
-      throw err;
-    }
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  /** Waits until `fd` has `events` (or hung up); throws once closed. */
-  async ready(events: number, signal?: AbortSignal): Promise<void> {
-    for (;;) {
-      this.#throwIfClosed();
-      signal?.throwIfAborted();
-      const fds = new Uint8Array(16);
-      const v = new DataView(fds.buffer);
-      v.setInt32(0, this.fd, true);
-      v.setInt16(4, events, true);
-      v.setInt32(8, this.#wake, true);
-      v.setInt16(12, POLLIN, true);
-      const onAbort = () => this.#signalWake();
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#inFlight++;
-      let n: number;
-      try {
-        n = await libc().poll(fds, 2n, -1);
-      } finally {
-        signal?.removeEventListener("abort", onAbort);
-        if (--this.#inFlight === 0 && this.#closed) this.#release();
-      }
-      this.#throwIfClosed();
-      if (signal?.aborted) {
-        this.#drainWake();
-        signal.throwIfAborted();
-      }
-      // -1 is EINTR in practice (errno of a pool thread is not ours to read): retry.
-      if (n > 0 && v.getInt16(6, true) !== 0) return;
-    }
-  }
-
-  #throwIfClosed(): void {
-    if (this.#closed) throw new Deno.errors.BadResource(`${this.#closeWhat} is closed`);
-  }
-
-  #signalWake(): void {
-    const one = new BigUint64Array([1n]);
-    libc().write(this.#wake, new Uint8Array(one.buffer), 8n);
-  }
-
-  #drainWake(): void {
-    const b = new Uint8Array(8);
-    libc().read(this.#wake, b, 8n);
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#signalWake();
-    if (this.#inFlight === 0) this.#release();
-  }
-
-  #release(): void {
-    libc().close(this.fd);
-    libc().close(this.#wake);
-  }
 }
 
 /** The size of a terminal in character cells. */
@@ -137,86 +47,12 @@ export interface WindowSize {
  * write its input, resize it. Mirrors Deno.FsFile's read/write/readable/
  * writable so it drops into the same IO code.
  */
-export class PtyMaster {
-  /** The name the sender gave with the fd (runc sends `/dev/ptmx`). */
-  readonly name: string;
-  #w: Waitable;
-
+export class PtyMaster extends NonBlockingFile {
   /** Takes ownership of `fd` (made non-blocking here). */
   constructor(fd: number, name = "") {
-    const flags = check(libc().fcntl(fd, F_GETFL, 0), "fcntl(F_GETFL)", `fd ${fd}`);
-    check(libc().fcntl(fd, F_SETFL, flags | O_NONBLOCK), "fcntl(F_SETFL)", `fd ${fd}`);
-    this.#w = new Waitable(fd, `pty master ${name || fd}`);
-    this.name = name;
-  }
-
-  /** The raw fd (owned by this object). */
-  get fd(): number {
-    return this.#w.fd;
-  }
-
-  /**
-   * Reads into `p`; resolves the byte count, or null at end of file: once
-   * every slave fd is closed a pty master reads EIO, which means exactly that.
-   */
-  async read(p: Uint8Array): Promise<number | null> {
-    if (p.length === 0) return 0;
-    for (;;) {
-      if (this.#w.closed) return null;
-      const n = Number(libc().read(this.#w.fd, p, BigInt(p.length)));
-      if (n > 0) return n;
-      if (n === 0) return null;
-      const e = errno();
-      if (e === EIO) return null;
-      if (e === EINTR) continue;
-      if (e !== EAGAIN) throw new SysError("read", e, this.name || `fd ${this.#w.fd}`);
-      try {
-        await this.#w.ready(POLLIN);
-      } catch (err) {
-        if (err instanceof Deno.errors.BadResource) return null;
-        throw err;
-      }
-    }
-  }
-
-  /** Writes some of `p`; resolves how many bytes were taken. */
-  async write(p: Uint8Array): Promise<number> {
-    if (p.length === 0) return 0;
-    for (;;) {
-      if (this.#w.closed) throw new Deno.errors.BadResource(`pty master ${this.name} is closed`);
-      const n = Number(libc().write(this.#w.fd, p, BigInt(p.length)));
-      if (n >= 0) return n;
-      const e = errno();
-      if (e === EINTR) continue;
-      if (e === EIO) throw new Deno.errors.BrokenPipe(`pty ${this.name}: the terminal is gone`);
-      if (e !== EAGAIN) throw new SysError("write", e, this.name || `fd ${this.#w.fd}`);
-      await this.#w.ready(POLLOUT);
-    }
-  }
-
-  /** Writes all of `p`. */
-  async writeAll(p: Uint8Array): Promise<void> {
-    for (let off = 0; off < p.length;) off += await this.write(p.subarray(off));
-  }
-
-  /** The output as a stream; it ends when the terminal hangs up or the master is closed. */
-  get readable(): ReadableStream<Uint8Array> {
-    return new ReadableStream<Uint8Array>({
-      pull: async (ctl) => {
-        const buf = new Uint8Array(32 * 1024);
-        const n = await this.read(buf);
-        if (n === null) ctl.close();
-        else ctl.enqueue(buf.subarray(0, n));
-      },
-    }, { highWaterMark: 0 });
-  }
-
-  /**
-   * The input as a stream. Closing the stream does not close the master (the
-   * output may still be flowing), unlike Deno.FsFile; call close() for that.
-   */
-  get writable(): WritableStream<Uint8Array> {
-    return new WritableStream<Uint8Array>({ write: (chunk) => this.writeAll(chunk) });
+    // Once every slave fd is closed a pty master reads EIO: that is end of file.
+    // `name`: what the sender gave with the fd (runc sends the slave's path).
+    super(fd, { name: name || `pty master fd ${fd}`, eioIsEof: true });
   }
 
   /** Sets the terminal's size (ioctl TIOCSWINSZ); the foreground process gets SIGWINCH. */
@@ -228,7 +64,7 @@ export class PtyMaster {
     }
     const ws = new Uint16Array([size.height, size.width, 0, 0]);
     check(
-      libc().ioctl(this.#w.fd, TIOCSWINSZ, new Uint8Array(ws.buffer)),
+      libc().ioctl(this.fd, TIOCSWINSZ, new Uint8Array(ws.buffer)),
       "ioctl(TIOCSWINSZ)",
       this.name,
     );
@@ -236,16 +72,7 @@ export class PtyMaster {
 
   /** The terminal's current size (ioctl TIOCGWINSZ). */
   size(): WindowSize {
-    return windowSize(this.#w.fd, this.name);
-  }
-
-  /** Closes the master; pending reads end, pending writes fail. */
-  close(): void {
-    this.#w.close();
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
+    return windowSize(this.fd, this.name);
   }
 }
 
