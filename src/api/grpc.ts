@@ -1,7 +1,8 @@
 /**
  * Serves protobuf-es service descriptors on a grpc-js server. Each handler gets
  * the decoded request and a {@link CallContext}; thrown errors are mapped to
- * gRPC statuses once, here.
+ * gRPC statuses once, here. Every service added is also recorded (see
+ * `servicesOf` in ./service.ts) so the daemon serves it over ttrpc as well.
  */
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -11,65 +12,23 @@ import {
   type DescService,
   fromBinary,
   type MessageInitShape,
-  type MessageShape,
   toBinary,
 } from "@bufbuild/protobuf";
 import type { GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import { failedPrecondition } from "../core/errdefs.ts";
-import { validateIdentifier } from "../core/identifiers.ts";
 import { toGrpcStatus } from "./errors.ts";
 import type { Logger } from "../util/log.ts";
+import { CallContext, recordService, type Send, type ServiceImpl } from "./service.ts";
 
-export const NAMESPACE_HEADER = "containerd-namespace";
-export const LEASE_HEADER = "containerd-lease";
+export { CallContext, LEASE_HEADER, NAMESPACE_HEADER } from "./service.ts";
+export type { Send, ServiceImpl } from "./service.ts";
 
-/** What a handler knows about its call besides the request. */
-export class CallContext {
-  readonly metadata: grpc.Metadata;
-  readonly signal: AbortSignal;
-  constructor(metadata: grpc.Metadata, signal: AbortSignal) {
-    this.metadata = metadata;
-    this.signal = signal;
-  }
-  #header(name: string): string | undefined {
-    const v = this.metadata.get(name)[0];
+/** A CallContext over a grpc-js call's metadata. */
+function contextOf(call: { metadata: grpc.Metadata }, signal: AbortSignal): CallContext {
+  return new CallContext((name) => {
+    const v = call.metadata.get(name)[0];
     return v === undefined ? undefined : String(v);
-  }
-  /** The namespace from the call's metadata, validated, or undefined. */
-  get namespaceOrUndefined(): string | undefined {
-    const ns = this.#header(NAMESPACE_HEADER);
-    return ns ? validateIdentifier("namespace", ns) : undefined;
-  }
-  /** The namespace, required for namespaced services (as in containerd). */
-  namespace(): string {
-    const ns = this.namespaceOrUndefined;
-    if (!ns) throw failedPrecondition("namespace is required");
-    return ns;
-  }
-  /** The lease named in the call's metadata, if any. */
-  get lease(): string | undefined {
-    return this.#header(LEASE_HEADER) || undefined;
-  }
+  }, signal);
 }
-
-type In<M> = M extends { input: infer I extends DescMessage } ? MessageShape<I> : never;
-type Out<M> = M extends { output: infer O extends DescMessage } ? MessageInitShape<O> : never;
-
-/** Sends one message on a server stream; resolves when the transport took it. */
-export type Send<T> = (msg: T) => Promise<void>;
-
-type Handler<M> = M extends { methodKind: "unary" }
-  ? (req: In<M>, ctx: CallContext) => Promise<Out<M>>
-  : M extends { methodKind: "server_streaming" }
-    ? (req: In<M>, ctx: CallContext, send: Send<Out<M>>) => Promise<void>
-  : M extends { methodKind: "client_streaming" }
-    ? (reqs: AsyncIterable<In<M>>, ctx: CallContext) => Promise<Out<M>>
-  : M extends { methodKind: "bidi_streaming" }
-    ? (reqs: AsyncIterable<In<M>>, ctx: CallContext, send: Send<Out<M>>) => Promise<void>
-  : never;
-
-/** An implementation of a service: any subset of its methods (the rest are UNIMPLEMENTED). */
-export type ServiceImpl<S extends GenServiceMethods> = { [K in keyof S]?: Handler<S[K]> };
 
 function serializers(m: DescMethod) {
   return {
@@ -157,7 +116,7 @@ export function addService<S extends GenServiceMethods>(
           call: grpc.ServerUnaryCall<unknown, unknown>,
           cb: grpc.sendUnaryData<unknown>,
         ) => {
-          const ctx = new CallContext(call.metadata, signalOf(call));
+          const ctx = contextOf(call, signalOf(call));
           const t0 = performance.now();
           h(call.request, ctx).then((res) => {
             log.trace("call", { method: path, ms: +(performance.now() - t0).toFixed(1) });
@@ -167,7 +126,7 @@ export function addService<S extends GenServiceMethods>(
         break;
       case "server_streaming":
         handlers[m.localName] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-          const ctx = new CallContext(call.metadata, signalOf(call));
+          const ctx = contextOf(call, signalOf(call));
           h(call.request, ctx, sender(call)).then(
             () => call.end(),
             (err) => {
@@ -183,13 +142,13 @@ export function addService<S extends GenServiceMethods>(
           call: grpc.ServerReadableStream<unknown, unknown>,
           cb: grpc.sendUnaryData<unknown>,
         ) => {
-          const ctx = new CallContext(call.metadata, signalOf(call));
+          const ctx = contextOf(call, signalOf(call));
           h(readAll(call), ctx).then((res) => cb(null, res), (err) => cb(failure(err, log, path)));
         };
         break;
       case "bidi_streaming":
         handlers[m.localName] = (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-          const ctx = new CallContext(call.metadata, signalOf(call));
+          const ctx = contextOf(call, signalOf(call));
           h(readAll(call), ctx, sender(call)).then(
             () => call.end(),
             (err) => {
@@ -203,4 +162,5 @@ export function addService<S extends GenServiceMethods>(
     }
   }
   server.addService(grpcDefinition(service), handlers);
+  recordService(server, service, impl);
 }

@@ -23,6 +23,7 @@ import { ImageStore } from "../metadata/images.ts";
 import { Exchange } from "../events/exchange.ts";
 import { TaskManager } from "../runtime/manager.ts";
 import { startTtrpcServer } from "../api/ttrpc_server.ts";
+import { servicesOf } from "../api/service.ts";
 import type { Snapshotter } from "../snapshots/mod.ts";
 import { Puller } from "../images/pull.ts";
 import { SnapshotUnpacker } from "../images/unpack.ts";
@@ -168,7 +169,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<RunningD
     log.debug("plugin registered", { type: p.type, id: p.id });
   }
   // Shims forward events here; it must be up before any shim is started or reloaded.
-  const ttrpc = await startTtrpcServer(tasks.ttrpcAddress, events, log);
+  // It serves every gRPC service too, for berth's CLI.
+  const ttrpc = await startTtrpcServer(tasks.ttrpcAddress, events, log, servicesOf(server));
   closers.push(() => ttrpc.close());
   await tasks.reload();
   closers.push(() => tasks.close());

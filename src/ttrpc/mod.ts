@@ -5,6 +5,7 @@
  */
 export {
   encodeFrame,
+  Flags,
   FrameReader,
   FrameWriter,
   GRPC_NAMESPACE_KEY,
@@ -15,7 +16,7 @@ export {
 } from "./frame.ts";
 export type { Frame } from "./frame.ts";
 export { TtrpcContext, TtrpcServer } from "./server.ts";
-export type { TtrpcHandler, TtrpcServerOptions, TtrpcServiceImpl } from "./server.ts";
-export { socketPath, TtrpcClient } from "./client.ts";
+export type { TtrpcHandler, TtrpcSend, TtrpcServerOptions, TtrpcServiceImpl } from "./server.ts";
+export { isTransportError, socketPath, TtrpcClient, TtrpcStream } from "./client.ts";
 export type { CallOptions, Metadata, TtrpcClientOptions } from "./client.ts";
 export { Code } from "./status.ts";

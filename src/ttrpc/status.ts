@@ -2,9 +2,9 @@
  * Status codes on the ttrpc wire (the gRPC codes, carried in a google.rpc.Status)
  * and the bridge to berth's error kinds.
  *
- * The kind <-> code table lives in src/api/errors.ts alone. That module loads
- * grpc-js, which costs a short-lived shim or CLI tens of milliseconds, so it
- * is imported here only when an error actually crosses the wire.
+ * The kind <-> code table lives in src/api/errors.ts alone (it imports
+ * nothing heavy); it is loaded only when an error actually crosses the wire,
+ * which most calls of a short-lived shim or CLI never see.
  */
 import { BerthError } from "../core/errdefs.ts";
 

@@ -6,9 +6,11 @@ import {
   Task,
 } from "../gen/containerd/task/v2/shim_pb.ts";
 import { RequestSchema, ResponseSchema } from "../gen/ttrpc/ttrpc_pb.ts";
-import { isKind, kindOf, notFound } from "../core/errdefs.ts";
+import { invalidArgument, isKind, kindOf, notFound } from "../core/errdefs.ts";
 import { Logger } from "../util/log.ts";
-import { encodeFrame, FrameReader, MAX_MESSAGE_LENGTH } from "./frame.ts";
+import { encodeFrame, Flags, FrameReader, MAX_MESSAGE_LENGTH } from "./frame.ts";
+import { ExportRequestSchema, Transfer } from "../gen/berth/images/v1/transfer_pb.ts";
+import { Content } from "../gen/containerd/services/content/v1/content_pb.ts";
 import { TtrpcClient } from "./client.ts";
 import { type TtrpcContext, TtrpcServer } from "./server.ts";
 
@@ -133,8 +135,15 @@ Deno.test("server refuses even stream ids, unknown services and methods, oversiz
         MAX_MESSAGE_LENGTH + 1
       } exceed maximum message size of ${MAX_MESSAGE_LENGTH}`,
     });
-    // Frames of other types (ttrpc 1.2 data frames) are ignored.
+    // A data frame for a stream that is not open is refused on its id, as ttrpc 1.2 does.
     await c.send(encodeFrame(13, 3, new Uint8Array([1, 2, 3])));
+    assert.deepEqual(await status(), {
+      id: 13,
+      code: 3,
+      message: "StreamID is no longer active",
+    });
+    // Frames of unknown types are ignored.
+    await c.send(encodeFrame(13, 9, new Uint8Array([1, 2, 3])));
     await c.send(
       encodeFrame(15, 1, requestBytes("containerd.task.v2.Task", "Connect", new Uint8Array())),
     );
@@ -399,4 +408,334 @@ Deno.test("shutdown waits for running calls, and the client's idle connection do
   assert.ok(client.closed);
   await assert.rejects(Deno.connect({ transport: "unix", path: sock.path }));
   assert.equal(await Deno.lstat(sock.path).then(() => true, () => false), false);
+});
+
+// Streaming (ttrpc 1.2). Transfer.Export is server-streaming, Transfer.Import
+// client-streaming and Content.Write bidi; the handlers here are test doubles
+// of those methods, only their message shapes are used.
+
+const enc = (t: string) => new TextEncoder().encode(t);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+
+Deno.test("server streaming: data frames, then an empty data frame flagged remote-closed + no-data", async () => {
+  await using sock = await tempSocket();
+  const server = new TtrpcServer({ log: quiet });
+  server.register(Transfer, {
+    export: async (req, _ctx, send) => {
+      for (const n of req.names) await send({ data: enc(n) });
+    },
+  });
+  server.listen(sock.path);
+  // On the wire, as containerd/ttrpc's client sends and expects it.
+  const c = await rawConn(sock.path);
+  try {
+    const payload = toBinary(
+      ExportRequestSchema,
+      create(ExportRequestSchema, { names: ["a", "bc"] }),
+    );
+    await c.send(
+      encodeFrame(
+        1,
+        1,
+        requestBytes("berth.images.v1.Transfer", "Export", payload),
+        Flags.remoteClosed,
+      ),
+    );
+    const frames = [await c.next(), await c.next(), await c.next()];
+    assert.deepEqual(frames.map((f) => [f!.streamId, f!.type, f!.flags]), [[1, 3, 0], [1, 3, 0], [
+      1,
+      3,
+      5,
+    ]]);
+    assert.deepEqual([...frames[0]!.payload!], [0x0a, 1, 0x61]);
+    assert.deepEqual([...frames[2]!.payload!], []);
+  } finally {
+    c.close();
+  }
+  // And through the client.
+  const client = await TtrpcClient.connect(sock.path);
+  try {
+    const got: string[] = [];
+    for await (const m of client.serverStream(Transfer, "export", { names: ["x", "y", "z"] })) {
+      got.push(dec(m.data));
+    }
+    assert.deepEqual(got, ["x", "y", "z"]);
+    // An empty stream ends at once.
+    const none = [];
+    for await (const m of client.serverStream(Transfer, "export", {})) none.push(m);
+    assert.deepEqual(none, []);
+    // Unary calls still work on the same connection.
+    const unimpl = await client.openStream(Transfer, "pull", {}).recv().catch((e) => e);
+    assert.equal(kindOf(unimpl), "not_implemented");
+    assert.equal(unimpl.message, "method Pull");
+  } finally {
+    client.close();
+    await client.done;
+    server.close();
+  }
+});
+
+Deno.test("client streaming: messages until the half-close, then the Response carries the result", async () => {
+  await using sock = await tempSocket();
+  const server = new TtrpcServer({ log: quiet });
+  server.register(Transfer, {
+    import: async (reqs, ctx) => {
+      let all = "";
+      for await (const r of reqs) all += dec(r.data);
+      return { images: [{ name: `${all}@${ctx.namespace()}` }] };
+    },
+  });
+  server.listen(sock.path);
+  const client = await TtrpcClient.connect(sock.path, { namespace: "ns1" });
+  try {
+    const s = client.openStream(Transfer, "import");
+    for (const part of ["ab", "cd", "ef"]) await s.send({ data: enc(part) });
+    await s.closeSend();
+    const res = await s.recv();
+    assert.equal(res?.images[0]?.name, "abcdef@ns1");
+    assert.equal(await s.recv(), undefined, "the stream ends after the result");
+    await assert.rejects(s.send({}), /cannot send after closeSend/);
+  } finally {
+    client.close();
+    await client.done;
+    server.close();
+  }
+  // Byte level: the request is flagged remote-open and the close is an empty data frame.
+  const server2 = new TtrpcServer({ log: quiet });
+  await using sock2 = await tempSocket();
+  server2.register(Transfer, {
+    import: async (reqs) => {
+      let n = 0;
+      for await (const _ of reqs) n++;
+      return { images: [{ name: String(n) }] };
+    },
+  });
+  server2.listen(sock2.path);
+  const c = await rawConn(sock2.path);
+  try {
+    await c.send(
+      encodeFrame(
+        1,
+        1,
+        requestBytes("berth.images.v1.Transfer", "Import", new Uint8Array()),
+        Flags.remoteOpen,
+      ),
+    );
+    await c.send(encodeFrame(1, 3, new Uint8Array([0x0a, 1, 0x61])));
+    // A zero-length data frame is an empty message, not the end (PROTOCOL.md).
+    await c.send(encodeFrame(1, 3, new Uint8Array()));
+    await c.send(encodeFrame(1, 3, new Uint8Array(), Flags.remoteClosed | Flags.noData));
+    const f = await c.next();
+    assert.deepEqual([f!.streamId, f!.type, f!.flags], [1, 2, 0]);
+    const res = fromBinary(ResponseSchema, f!.payload!);
+    assert.equal(res.status?.code, 0);
+    assert.deepEqual([...res.payload], [0x0a, 3, 0x0a, 1, 0x32]); // images: [{name: "2"}]
+    // Data after the stream finished is refused.
+    await c.send(encodeFrame(1, 3, new Uint8Array([0x0a, 0])));
+    const late = fromBinary(ResponseSchema, (await c.next())!.payload!);
+    assert.deepEqual([late.status?.code, late.status?.message], [
+      3,
+      "StreamID is no longer active",
+    ]);
+  } finally {
+    c.close();
+    server2.close();
+  }
+});
+
+Deno.test("bidi streaming: both sides send; the server still answers after the client half-closes", async () => {
+  await using sock = await tempSocket();
+  const server = new TtrpcServer({ log: quiet });
+  server.register(Content, {
+    write: async (reqs, _ctx, send) => {
+      let offset = 0n;
+      for await (const r of reqs) {
+        offset += BigInt(r.data.length);
+        await send({ offset });
+      }
+      await send({ offset, digest: "end" });
+    },
+  });
+  server.listen(sock.path);
+  const client = await TtrpcClient.connect(sock.path);
+  try {
+    const s = client.openStream(Content, "write");
+    await s.send({ data: enc("abc") });
+    assert.equal((await s.recv())?.offset, 3n);
+    await s.send({ data: enc("de") });
+    assert.equal((await s.recv())?.offset, 5n);
+    await s.closeSend();
+    const last = await s.recv();
+    assert.deepEqual([last?.offset, last?.digest], [5n, "end"]);
+    assert.equal(await s.recv(), undefined);
+  } finally {
+    client.close();
+    await client.done;
+    server.close();
+  }
+});
+
+Deno.test("an error mid-stream reaches the client after the messages sent before it", async () => {
+  await using sock = await tempSocket();
+  const server = new TtrpcServer({ log: quiet });
+  server.register(Transfer, {
+    export: async (req, _ctx, send) => {
+      await send({ data: enc("one") });
+      await send({ data: enc("two") });
+      throw notFound(`image "${req.names[0]}"`);
+    },
+    import: async (reqs) => {
+      for await (const r of reqs) if (r.baseName === "bad") throw invalidArgument("chunk is bad");
+      return {};
+    },
+  });
+  server.listen(sock.path);
+  const client = await TtrpcClient.connect(sock.path);
+  try {
+    const got: string[] = [];
+    const err = await (async () => {
+      for await (const m of client.serverStream(Transfer, "export", { names: ["x"] })) {
+        got.push(dec(m.data));
+      }
+    })().catch((e) => e);
+    assert.deepEqual(got, ["one", "two"]);
+    assert.ok(isKind(err, "not_found"), String(err));
+    assert.equal(err.message, 'image "x": not found');
+    // A client-streaming handler fails before the client finished sending.
+    const s = client.openStream(Transfer, "import");
+    await s.send({ baseName: "bad" });
+    const bad = await s.recv().catch((e) => e);
+    assert.ok(isKind(bad, "invalid_argument"), String(bad));
+    assert.equal(bad.message, "chunk is bad: invalid argument");
+    // The stream is over: a later send is refused with the server's error.
+    await assert.rejects(s.send({}), /chunk is bad/);
+    // A message that does not decode is refused as invalid.
+    const raw = await rawConn(sock.path);
+    try {
+      await raw.send(
+        encodeFrame(
+          1,
+          1,
+          requestBytes("berth.images.v1.Transfer", "Import", new Uint8Array()),
+          Flags.remoteOpen,
+        ),
+      );
+      await raw.send(encodeFrame(1, 3, new Uint8Array([0x0a, 0x09])));
+      const res = fromBinary(ResponseSchema, (await raw.next())!.payload!);
+      assert.equal(res.status?.code, 3);
+      assert.match(res.status!.message, /^data handling error: /);
+    } finally {
+      raw.close();
+    }
+  } finally {
+    client.close();
+    await client.done;
+    server.close();
+  }
+});
+
+Deno.test("a dropped connection cancels the server's streams; the client's streams fail as unavailable", async () => {
+  await using sock = await tempSocket();
+  const server = new TtrpcServer({ log: quiet });
+  const events: string[] = [];
+  let started!: () => void;
+  const bothStarted = new Promise<void>((r) => {
+    let n = 0;
+    started = () => ++n === 2 && r();
+  });
+  const ended: Promise<void>[] = [];
+  let endExport!: () => void;
+  let endImport!: () => void;
+  ended.push(new Promise((r) => endExport = r), new Promise((r) => endImport = r));
+  server.register(Transfer, {
+    export: async (_req, ctx, send) => {
+      started();
+      try {
+        while (!ctx.signal.aborted) {
+          await send({ data: enc("tick") });
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        events.push("export saw its signal");
+      } catch {
+        events.push("export send failed");
+      } finally {
+        endExport();
+      }
+    },
+    import: async (reqs) => {
+      started();
+      try {
+        for await (const _ of reqs) { /* wait */ }
+        events.push("import ended normally");
+      } catch (e) {
+        events.push(`import: ${kindOf(e)}`);
+      } finally {
+        endImport();
+      }
+      return {};
+    },
+  });
+  server.listen(sock.path);
+  const client = await TtrpcClient.connect(sock.path);
+  const ticks = client.openStream(Transfer, "export", {});
+  const upload = client.openStream(Transfer, "import");
+  await upload.send({ data: enc("x") });
+  await ticks.recv();
+  await bothStarted;
+  client.close();
+  await Promise.all(ended);
+  assert.equal(events.length, 2);
+  assert.ok(events.includes("import: canceled"), events.join());
+  assert.ok(events.includes("export saw its signal") || events.includes("export send failed"));
+  await client.done;
+  server.close();
+
+  // The other way round: the server goes away under the client's streams.
+  const listener = Deno.listen({ transport: "unix", path: `${sock.path}.2` });
+  const c2 = await TtrpcClient.connect(`${sock.path}.2`);
+  const conn = await listener.accept();
+  const s = c2.openStream(Transfer, "export", {});
+  await new FrameReader(conn).next();
+  conn.close();
+  listener.close();
+  const err = await s.recv().catch((e) => e);
+  assert.ok(isKind(err, "unavailable"), String(err));
+  await c2.done;
+  c2.close();
+});
+
+Deno.test("a client can cancel a stream, time it out, and its connection does not hold the process", async () => {
+  await using sock = await tempSocket();
+  const server = new TtrpcServer({ log: quiet });
+  server.register(Transfer, {
+    export: async (_req, ctx, send) => {
+      await send({ data: enc("first") });
+      await new Promise((r) => ctx.signal.addEventListener("abort", r, { once: true }));
+    },
+  });
+  server.listen(sock.path);
+  const client = await TtrpcClient.connect(sock.path);
+  try {
+    const s = client.openStream(Transfer, "export", {});
+    assert.equal(dec((await s.recv())!.data), "first");
+    const waiting = s.recv().catch((e) => e);
+    s.cancel();
+    assert.equal(kindOf(await waiting), "canceled");
+    const ac = new AbortController();
+    const s2 = client.openStream(Transfer, "export", {}, { signal: ac.signal });
+    await s2.recv();
+    ac.abort();
+    assert.equal(kindOf(await s2.recv().catch((e) => e)), "canceled");
+    const s3 = client.openStream(Transfer, "export", {}, { timeout: 50 });
+    await s3.recv();
+    assert.equal(kindOf(await s3.recv().catch((e) => e)), "deadline_exceeded");
+    // Nothing is pending now: the (unref'd) connection must not keep the test alive,
+    // and the connection still serves calls.
+    const again = client.openStream(Transfer, "export", {}, { timeout: 50 });
+    assert.equal(dec((await again.recv())!.data), "first");
+  } finally {
+    client.close();
+    await client.done;
+    server.close();
+  }
 });

@@ -2,7 +2,6 @@
  * What a CLI verb is, and the helpers verbs share: flag parsing with --help,
  * tables, JSON output and label arguments.
  */
-import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { Client } from "./client.ts";
 
 export interface Globals {
@@ -23,7 +22,18 @@ export interface Command {
   run(g: Globals, args: string[]): Promise<number>;
 }
 
-type Options = NonNullable<ParseArgsConfig["options"]>;
+/** One option of a verb, as node:util's parseArgs describes it. */
+export interface OptionSpec {
+  readonly type: "boolean" | "string";
+  readonly short?: string;
+  readonly multiple?: boolean;
+}
+type Options = Readonly<Record<string, OptionSpec>>;
+type ValueOf<O extends OptionSpec> = O["type"] extends "boolean"
+  ? (O["multiple"] extends true ? boolean[] : boolean)
+  : (O["multiple"] extends true ? string[] : string);
+/** Parsed option values: absent options are undefined. */
+export type Values<O extends Options> = { -readonly [K in keyof O]?: ValueOf<O[K]> };
 
 /** A mistake in the command line itself: printed with exit code 2. */
 export class UsageError extends Error {
@@ -42,19 +52,95 @@ export class HelpRequested extends Error {
   }
 }
 
-/** Parses a verb's arguments; -h/--help raises HelpRequested with `help`. */
-export function parse<O extends Options>(args: string[], options: O, help: string) {
-  const all = { ...options, help: { type: "boolean", short: "h" } } as O & {
-    help: { type: "boolean"; short: "h" };
-  };
+/**
+ * Parses a verb's arguments; -h/--help raises HelpRequested with `help`.
+ * The rules are node:util's parseArgs in strict mode with positionals (which
+ * costs a CLI call tens of milliseconds to load): `--name value`,
+ * `--name=value`, `-n value`, `-nvalue`, grouped short booleans (`-qa`),
+ * and `--` ending the options.
+ */
+export function parse<O extends Options>(
+  args: string[],
+  options: O,
+  help: string,
+): { values: Values<O>; positionals: string[] } {
+  const all: Options = { ...options, help: { type: "boolean", short: "h" } };
   let parsed;
   try {
-    parsed = parseArgs({ args, options: all, allowPositionals: true, strict: true });
+    parsed = parseStrict(args, all);
   } catch (e) {
-    throw new UsageError(`${(e as Error).message.replace(/\. To specify.*$/s, "")}\n\n${help}`);
+    if (e instanceof UsageError) throw new UsageError(`${e.message}\n\n${help}`);
+    throw e;
   }
-  if ((parsed.values as Record<string, unknown>).help) throw new HelpRequested(help);
-  return parsed;
+  if (parsed.values.help) throw new HelpRequested(help);
+  delete parsed.values.help;
+  return parsed as { values: Values<O>; positionals: string[] };
+}
+
+function parseStrict(
+  args: string[],
+  options: Options,
+): { values: Record<string, unknown>; positionals: string[] } {
+  const values: Record<string, unknown> = {};
+  const positionals: string[] = [];
+  const byShort = new Map<string, string>();
+  for (const [name, o] of Object.entries(options)) if (o.short) byShort.set(o.short, name);
+  const label = (name: string) => {
+    const o = options[name]!;
+    return o.short ? `-${o.short}, --${name}` : `--${name}`;
+  };
+  const store = (name: string, value: string | boolean) => {
+    if (options[name]!.multiple) ((values[name] ??= []) as unknown[]).push(value);
+    else values[name] = value;
+  };
+  /** The value of string option `name` given as `raw`: the next argument. */
+  const takeNext = (name: string, raw: string, i: number): string => {
+    const v = args[i];
+    if (v === undefined) throw new UsageError(`Option '${label(name)} <value>' argument missing`);
+    if (v.length > 1 && v.startsWith("-")) {
+      throw new UsageError(
+        `Option '${raw}' argument is ambiguous.\nDid you forget to specify the option ` +
+          `argument for '${raw}'?\nTo specify an option argument starting with a dash use ` +
+          `'${raw.startsWith("--") ? `${raw}=-XYZ` : `--${name}=-XYZ' or '${raw}-XYZ`}'.`,
+      );
+    }
+    return v;
+  };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (a.startsWith("--")) {
+      const eq = a.indexOf("=");
+      const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
+      const raw = eq < 0 ? a : a.slice(0, eq);
+      const o = Object.hasOwn(options, name) ? options[name] : undefined;
+      if (!o) throw new UsageError(`Unknown option '${raw}'`);
+      if (o.type === "boolean") {
+        if (eq >= 0) throw new UsageError(`Option '${label(name)}' does not take an argument`);
+        store(name, true);
+      } else store(name, eq >= 0 ? a.slice(eq + 1) : takeNext(name, raw, ++i));
+      continue;
+    }
+    if (a.length > 1 && a.startsWith("-")) {
+      // -x, -xVALUE, or a group of short booleans (-qa) whose last may take a value.
+      for (let j = 1; j < a.length; j++) {
+        const name = byShort.get(a[j]!);
+        if (!name) throw new UsageError(`Unknown option '-${a[j]}'`);
+        if (options[name]!.type === "boolean") {
+          store(name, true);
+          continue;
+        }
+        store(name, j + 1 < a.length ? a.slice(j + 1) : takeNext(name, `-${a[j]}`, ++i));
+        break;
+      }
+      continue;
+    }
+    positionals.push(a);
+  }
+  return { values, positionals };
 }
 
 /** Dispatches to a subcommand (e.g. `namespaces ls`). */

@@ -11,7 +11,6 @@
  * `berth.io/log-path` label so a later `berth logs` finds it even if the
  * socket moved.
  */
-import { dirname } from "node:path";
 import { Containers } from "../../gen/containerd/services/containers/v1/containers_pb.ts";
 import type { Container } from "../../gen/containerd/services/containers/v1/containers_pb.ts";
 import { Images } from "../../gen/containerd/services/images/v1/images_pb.ts";
@@ -24,6 +23,14 @@ import { CriParser, type CriRecord, recordBytes } from "../../runtime/crilog.ts"
 import type { ImageConfig } from "../../oci/image.ts";
 import type { Globals } from "./command.ts";
 import { UsageError } from "./command.ts";
+
+/** The directory part of `path`, as node:path's dirname (not loaded: the node layer costs a CLI call). */
+function dirname(path: string): string {
+  const p = path.replace(/\/+$/, "");
+  const i = p.lastIndexOf("/");
+  if (i < 0) return ".";
+  return i === 0 ? "/" : p.slice(0, i).replace(/\/+$/, "") || "/";
+}
 
 /** The image a container was made from, as the user named it. */
 export const LABEL_IMAGE = "berth.io/image";
@@ -145,11 +152,11 @@ export async function ensureImage(
   if (!image) throw notFound(`image "${name}"`);
   const { details, readBlob } = await import("./image_util.ts");
   const { parseImageConfig } = await import("../../oci/image.ts");
-  const { chainIds } = await import("../../images/unpack.ts");
+  const { chainIds } = await import("./digest.ts");
   const d = await details(c, image);
   if (!d.config) throw new Error(`Image "${name}" has no manifest for this platform`);
   const config = parseImageConfig(await readBlob(c, d.config.digest), `config of "${name}"`);
-  return { name, config, chainId: chainIds(config.rootfs.diff_ids).at(-1) ?? "" };
+  return { name, config, chainId: (await chainIds(config.rootfs.diff_ids)).at(-1) ?? "" };
 }
 
 async function pullWithProgress(

@@ -1,14 +1,10 @@
-import * as grpc from "@grpc/grpc-js";
-import { grpcDefinition, NAMESPACE_HEADER } from "../../api/grpc.ts";
-import { fromGrpcError } from "../../api/errors.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   type ImportChunk,
   type ImportChunkSchema,
-  type ImportResponse,
   Transfer,
 } from "../../gen/berth/images/v1/transfer_pb.ts";
-import { type Command, type Globals, parse, table, toJson, UsageError } from "./command.ts";
+import { type Command, parse, table, toJson, UsageError } from "./command.ts";
 
 const HELP = `Usage: berth import [options] FILE
 
@@ -26,47 +22,8 @@ Options:
   --json                 print the images as JSON
 `;
 
-/** Sent per message: well under the 16 MiB message limit. */
+/** Sent per message: well under ttrpc's 4 MiB message limit. */
 const CHUNK = 1 << 20;
-
-/**
- * A client-streaming call (the CLI's Client has server-streaming and bidi
- * calls only): sends the chunks, then resolves with the one reply.
- */
-function upload(
-  g: Globals,
-  chunks: AsyncIterable<MessageInitShape<typeof ImportChunkSchema>>,
-): Promise<ImportResponse> {
-  const Ctor = grpc.makeGenericClientConstructor(grpcDefinition(Transfer), Transfer.name);
-  const client = new Ctor(`unix:${g.address}`, grpc.credentials.createInsecure(), {
-    "grpc.max_send_message_length": 16 << 20,
-  });
-  const md = new grpc.Metadata();
-  md.set(NAMESPACE_HEADER, g.namespace);
-  return new Promise<ImportResponse>((resolve, reject) => {
-    const call = (client as unknown as Record<
-      string,
-      (
-        md: grpc.Metadata,
-        cb: (err: unknown, res: unknown) => void,
-      ) => grpc.ClientWritableStream<unknown>
-    >).import!.call(client, md, (err, res) => {
-      client.close();
-      if (err) reject(fromGrpcError(err));
-      else resolve(res as ImportResponse);
-    });
-    (async () => {
-      for await (const c of chunks) {
-        if (!call.write(c)) await new Promise((r) => call.once("drain", r));
-      }
-      call.end();
-    })().catch((e) => {
-      call.cancel();
-      client.close();
-      reject(e);
-    });
-  });
-}
 
 /** The file's bytes in chunks of at most CHUNK, the options riding on the first. */
 async function* chunksOf(
@@ -101,8 +58,9 @@ export const importCommand: Command = {
       throw new UsageError(`import: exactly one FILE is required\n\n${HELP}`);
     }
     const input = file === "-" ? Deno.stdin.readable : (await Deno.open(file)).readable;
-    const res = await upload(
-      g,
+    const res = await g.client().upload(
+      Transfer,
+      "import",
       chunksOf(input, {
         snapshotter: values.snapshotter ?? "",
         baseName: values["base-name"] ?? "",

@@ -1,13 +1,19 @@
 /**
  * The CLI: `berth [--address SOCK] [--namespace NS] <verb> ...`.
  * Each verb lives in its own file and is loaded only when called, so a call
- * pays only for what it uses.
+ * pays only for what it uses; the daemon client (protobuf, ttrpc) loads with
+ * the verb, and `--help` loads nothing. graph_test.ts keeps it that way.
  */
-import { DEFAULT_ADDRESS } from "../../config/config.ts";
 import { formatError } from "../../util/errors.ts";
 import type { Command, Globals } from "./command.ts";
 import { HelpRequested, UsageError } from "./command.ts";
-import { Client } from "./client.ts";
+import type { Client } from "./client.ts";
+
+/**
+ * The daemon's default socket: config.ts's DEFAULT_ADDRESS, repeated here so
+ * the CLI does not load the config parser (graph_test.ts checks they agree).
+ */
+export const DEFAULT_ADDRESS = "/run/berth/berth.sock";
 
 /** Verb name → loader. Aliases map to the same loader. */
 const VERBS: Record<string, () => Promise<Command>> = {
@@ -135,7 +141,8 @@ export async function cliMain(args: string[]): Promise<number> {
     const name = verb === "-v" || verb === "--version" ? "version" : ALIASES[verb] ?? verb;
     const load = VERBS[name];
     if (!load) throw new UsageError(`unknown command "${verb}"; run 'berth --help' for the list`);
-    const cmd = await load();
+    // The verb and the client load in parallel.
+    const [cmd, { Client }] = await Promise.all([load(), import("./client.ts")]);
     const g: Globals = {
       address,
       namespace,

@@ -1,8 +1,7 @@
-import { createHash } from "node:crypto";
 import { Images } from "../../gen/containerd/services/images/v1/images_pb.ts";
 import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { parseImageConfig } from "../../oci/image.ts";
-import { chainIds } from "../../images/unpack.ts";
+import { chainIds, sha256Hex } from "./digest.ts";
 import { mountAll, unmountAll } from "../../mount/mod.ts";
 import { type Command, parse, UsageError } from "./command.ts";
 import { details, readBlob } from "./image_util.ts";
@@ -23,10 +22,8 @@ Unmounts DIR (mounted by berth mount) and removes its snapshot.
 `;
 
 /** The snapshot key a mount of DIR uses: stable, so unmount finds it. */
-function keyFor(dir: string): string {
-  return `berth-mount-${
-    createHash("sha256").update(Deno.realPathSync(dir)).digest("hex").slice(0, 16)
-  }`;
+async function keyFor(dir: string): Promise<string> {
+  return `berth-mount-${(await sha256Hex(Deno.realPathSync(dir))).slice(0, 16)}`;
 }
 
 export const mountCommand: Command = {
@@ -46,8 +43,8 @@ export const mountCommand: Command = {
     const d = await details(c, image!);
     if (!d.config) throw new Error(`Image "${name}" has no manifest for this platform`);
     const config = parseImageConfig(await readBlob(c, d.config.digest), `config of "${name}"`);
-    const parent = chainIds(config.rootfs.diff_ids).at(-1) ?? "";
-    const key = keyFor(dir);
+    const parent = (await chainIds(config.rootfs.diff_ids)).at(-1) ?? "";
+    const key = await keyFor(dir);
     const method = values.rw ? "prepare" : "view";
     const res = await c.call(Snapshots, method, { snapshotter, key, parent, labels: {} });
     try {
@@ -72,7 +69,7 @@ export const unmountCommand: Command = {
     const { values, positionals } = parse(args, { snapshotter: { type: "string" } }, UNMOUNT_HELP);
     const [dir] = positionals;
     if (!dir) throw new UsageError(`unmount: DIR is required\n\n${UNMOUNT_HELP}`);
-    const key = keyFor(dir);
+    const key = await keyFor(dir);
     await unmountAll(dir);
     await g.client().call(Snapshots, "remove", {
       snapshotter: values.snapshotter ?? "overlayfs",
