@@ -38,6 +38,8 @@ export interface BerthDaemon {
 function daemonEnv(): Record<string, string> {
   const env = Deno.env.toObject();
   delete env.BERTH_SHIM_LINGER_MS;
+  // As scripts/setup.sh's launcher: chunks load when imported, not at start.
+  env.DENO_UNSTABLE_LAZY_DYNAMIC_IMPORTS = "1";
   return env;
 }
 
@@ -105,7 +107,7 @@ export async function startBerthDaemon(opts: BerthOptions): Promise<BerthDaemon>
     sock,
     pid: child.pid,
     entry,
-    cli: (...args) => ["run", "-A", entry, "-a", sock, ...args],
+    cli: (...args) => ["run", "-A", "--unstable-lazy-dynamic-imports", entry, "-a", sock, ...args],
     stop,
   };
 }

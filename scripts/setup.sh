@@ -85,6 +85,10 @@ cat >"$BIN.tmp" <<EOF
 # berth, installed by $REPO/scripts/setup.sh (entry: $ENTRY_MODE).
 # BERTH_V8_FLAGS overrides the daemon's V8 flags; empty means Deno's defaults.
 export DENO_NO_UPDATE_CHECK=1
+# Load a dynamically imported chunk only when it is imported (deno.json's
+# "unstable" setting, which a bundle has no deno.json to carry): otherwise
+# every call parses the daemon's and the shim's chunks too. Shims inherit it.
+export DENO_UNSTABLE_LAZY_DYNAMIC_IMPORTS=1
 if [ "\${1:-}" = daemon ]; then
   flags=\${BERTH_V8_FLAGS-$DEFAULT_V8_FLAGS}
   if [ -n "\$flags" ]; then

@@ -30,7 +30,13 @@ Deno.test("the bundle runs daemon and CLI alone from an empty directory", async 
   const sock = `${data}/state/berth.sock`;
   // A fresh DENO_DIR and --cached-only: anything the bundle would fetch or
   // resolve from npm at run time fails instead of being quietly downloaded.
-  const env = { DENO_DIR: cache, DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" };
+  const env = {
+    DENO_DIR: cache,
+    DENO_NO_UPDATE_CHECK: "1",
+    NO_COLOR: "1",
+    // What scripts/setup.sh's launcher sets.
+    DENO_UNSTABLE_LAZY_DYNAMIC_IMPORTS: "1",
+  };
   const deno = (args: string[]) =>
     run(Deno.execPath(), ["run", "-A", "--cached-only", "main.js", ...args], { cwd: empty, env });
   const daemon = new Deno.Command(Deno.execPath(), {
