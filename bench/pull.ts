@@ -5,8 +5,9 @@
  * The refenv scripts (../shared/refenv) build `busybox` and `big`
  * (REFENV_BIG_MB, default 200) under a private REFENV_DIR and push them to a
  * registry of their own on a free port; containerd runs from refenv's
- * `containerd start` on that REFENV_DIR. berth runs as a daemon on a temp dir
- * with the packaged V8 flags (bench/mod.ts, TUNED_V8_FLAGS).
+ * `containerd start` on that REFENV_DIR. berth runs as a daemon on a temp dir,
+ * from scripts/bundle.sh's bundle (as scripts/setup.sh installs it), with the
+ * packaged V8 flags (bench/mod.ts, TUNED_V8_FLAGS).
  *
  * Each run is cold: before it, the image is deleted with its content and
  * snapshots collected (`berth rmi`, which runs GC; `ctr images rm --sync`),
@@ -127,8 +128,13 @@ async function startBerth(): Promise<Target & { rpcPull(ref: string): Promise<Rp
   const sock = `${dir}/state/berth.sock`;
   let entry = `${REPO}/main.ts`;
   if (ENTRY_MODE === "bundle") {
-    entry = `${dir}/berth.js`;
-    await run(Deno.execPath(), ["bundle", "--platform", "deno", "-o", entry, `${REPO}/main.ts`]);
+    // As scripts/setup.sh installs it: split into chunks, which is also how
+    // the layer-apply worker's module ships (src/images/apply_pool.ts).
+    await run("bash", [`${REPO}/scripts/bundle.sh`, `${dir}/bundle`], {
+      ...Deno.env.toObject(),
+      DENO: Deno.execPath(),
+    });
+    entry = `${dir}/bundle/main.js`;
   }
   console.error(`bench: berth from ${ENTRY_MODE === "bundle" ? "a bundle of" : ""} main.ts`);
   const child = new Deno.Command(Deno.execPath(), {

@@ -44,6 +44,16 @@ export interface ApplyOptions {
    */
   parents?: string[];
   /**
+   * Overlay mode: this layer will be stacked on lower layers that are not
+   * given (they may not be unpacked yet). Whenever the result would depend on
+   * them (an implicit parent directory, a path through a directory this layer
+   * does not list, a hardlink to a file it does not hold), the apply fails
+   * with {@link LowersNeededError}, and the caller applies the layer again
+   * once the lowers are there. Layers that list every directory they write
+   * into (what image builders produce) apply without them.
+   */
+  isolated?: boolean;
+  /**
    * The layer's media type, when known: refused early unless it is a tar,
    * tar+gzip or tar+zstd layer. The compression itself is always detected from
    * the stream's first bytes.
@@ -123,6 +133,20 @@ export async function applyLayer(
     );
   }
   return { diffId, size };
+}
+
+/**
+ * Thrown by an `isolated` apply when the layer's result depends on the lower
+ * layers; the target holds a partial layer and must be discarded.
+ */
+export class LowersNeededError extends BerthError {
+  constructor(entry: string) {
+    super(
+      "failed_precondition",
+      `Cannot apply layer without its lower layers: entry "${entry}" depends on them`,
+    );
+    this.name = "LowersNeededError";
+  }
 }
 
 function applyError(err: unknown, entry: string): Error {
@@ -219,6 +243,7 @@ class Applier implements TarSink {
   readonly #root: string;
   readonly #overlay: boolean;
   readonly #parents: string[];
+  readonly #isolated: boolean;
   readonly #warn: (m: string) => void;
   /** Relative paths known to be real directories (no symlink in them). */
   readonly #dirs = new Set<string>();
@@ -236,6 +261,7 @@ class Applier implements TarSink {
     this.#root = root === "/" ? "" : root;
     this.#overlay = opts.mode === "overlay";
     this.#parents = this.#overlay ? (opts.parents ?? []) : [];
+    this.#isolated = this.#overlay && opts.isolated === true;
     this.#warn = opts.onWarning ?? (() => {});
     this.#dirs.add("");
   }
@@ -403,12 +429,13 @@ class Applier implements TarSink {
     const parent = this.#resolveDir(
       comps.slice(0, -1),
       e.name,
-      this.#parents.length ? "copyup" : false,
+      this.#parents.length || this.#isolated ? "copyup" : false,
     );
     const base = comps[comps.length - 1]!;
     const targetRel = parent === undefined ? undefined : parent ? `${parent}/${base}` : base;
     const target = targetRel === undefined ? undefined : this.#abs(targetRel);
     let tst = target === undefined ? undefined : lstatOrUndefined(target);
+    if (!tst && this.#isolated) throw new LowersNeededError(e.name);
     if (!tst && target !== undefined && this.#parents.length) {
       // Overlay: the target lives in a lower layer; copy it up first, as the
       // kernel does when linking through a mounted overlay.
@@ -545,6 +572,8 @@ class Applier implements TarSink {
       }
       const path = this.#abs(rel);
       let st = lstatOrUndefined(path);
+      // What the lowers hold here would decide: they are not available.
+      if (!st && this.#isolated) throw new LowersNeededError(entry);
       let linkPath = path;
       let lowerDir: string | undefined;
       if (!st && this.#parents.length) {

@@ -12,7 +12,13 @@
  * });
  * ```
  */
-export { applyLayer, type ApplyMode, type ApplyOptions, type ApplyResult } from "./apply.ts";
+export {
+  applyLayer,
+  type ApplyMode,
+  type ApplyOptions,
+  type ApplyResult,
+  LowersNeededError,
+} from "./apply.ts";
 export { type Compression, compressionOf, decompress, detectCompression } from "./compression.ts";
 export {
   type TarEntry,

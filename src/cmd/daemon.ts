@@ -128,6 +128,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<RunningD
   // Filled by the snapshotter plugins at registration; shared by reference.
   const snapshotters = new Map<string, Snapshotter>();
   const unpacker = new SnapshotUnpacker({ snapshotters, content, leases, log });
+  // Its layer-apply workers end on their own when idle; at shutdown, at once.
+  closers.push(() => unpacker.close());
   const events = new Exchange();
   const tasks = new TaskManager({ config, log, events, containers, snapshotters });
   const configDir = config.configFile.slice(0, config.configFile.lastIndexOf("/")) || "/";

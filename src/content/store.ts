@@ -80,6 +80,16 @@ export class LocalContentStore {
     return `${this.root}/blobs/${algorithm}/${hex}`;
   }
 
+  /**
+   * The file an ingest's bytes are written to, in order, while it is open
+   * (the pull's unpacker reads a layer from it as it grows). Committing
+   * renames it to the blob's path, so an open descriptor keeps reading the
+   * same bytes.
+   */
+  ingestDataPath(ref: string): string {
+    return `${this.#ingestDir(ref)}/data`;
+  }
+
   #ingestDir(ref: string): string {
     return `${this.root}/ingest/${sha256Hex(ref)}`;
   }

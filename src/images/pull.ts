@@ -69,6 +69,14 @@ export interface Unpacker {
     lease: string;
     /** Resolves when layer i's blob is committed (layers may arrive out of order). */
     layerReady(i: number): Promise<void>;
+    /**
+     * Where layer i's bytes can be read while they arrive: the ingest file
+     * this pull writes them to, in order (its first `size` bytes are the
+     * blob, once layerReady(i) resolves; until then they are unverified).
+     * Undefined when the blob is only available once committed (already
+     * there, or downloaded by another pull). Rejects as layerReady does.
+     */
+    layerSource?(i: number): Promise<string | undefined>;
     onLayer(digest: string, state: BlobProgress["state"]): void;
     signal?: AbortSignal;
   }): Promise<void>;
@@ -172,9 +180,21 @@ export class Puller {
       const fetcher = client.fetcher(ref);
       const limiter = new Limiter(opts.maxConcurrentDownloads || d.maxConcurrentDownloads);
 
+      // Ingest files being written by this pull, by digest (see layerSource).
+      const writing = new Map<string, (path: string) => void>();
       const fetchBlob = (desc: Descriptor, labels: Record<string, string> = {}) =>
-        limiter.run(() => this.#fetchBlob(ns, lease, fetcher, desc, labels, track, signal))
-          .then((n) => (fetched += n));
+        limiter.run(() =>
+          this.#fetchBlob(
+            ns,
+            lease,
+            fetcher,
+            desc,
+            labels,
+            track,
+            signal,
+            (path) => writing.get(desc.digest)?.(path),
+          )
+        ).then((n) => (fetched += n));
 
       // Root: an index (choose manifests) or a manifest.
       phase = "fetching";
@@ -224,6 +244,11 @@ export class Puller {
         await this.#store(ns, lease, m.config, cfgBytes, {});
         track(m.config, "done", m.config.size);
 
+        const layerSources = m.layers.map((l) =>
+          new Promise<string>((resolve) => {
+            if (!writing.has(l.digest)) writing.set(l.digest, resolve);
+          })
+        );
         const layerDone = m.layers.map((l) => {
           if (!progress.has(l.digest)) track(l, "waiting");
           const p = fetchBlob(l);
@@ -242,6 +267,8 @@ export class Puller {
             configDesc: m.config,
             lease,
             layerReady: (i) => layerDone[i]!.then(() => {}),
+            layerSource: (i) =>
+              Promise.race([layerSources[i]!, layerDone[i]!.then(() => undefined)]),
             onLayer: (digest, state) => {
               const l = m.layers.find((x) => x.digest === digest);
               if (l) track(l, state);
@@ -353,6 +380,7 @@ export class Puller {
     labels: Record<string, string>,
     track: (d: Descriptor, s: BlobProgress["state"], offset?: number) => void,
     signal?: AbortSignal,
+    onWriting?: (dataPath: string) => void,
   ): Promise<number> {
     const c = this.#d.content;
     if (c.visible(ns, desc.digest)) {
@@ -382,6 +410,9 @@ export class Puller {
           const start = w.offset;
           track(desc, "downloading", start);
           if (start < desc.size) {
+            // From here the ingest file only grows: readers may follow it.
+            // (The local store names a namespace's ingest "<ns>/<ref>".)
+            onWriting?.(c.local.ingestDataPath(`${ns}/${refFor(desc)}`));
             const stream = await fetcher.fetch(desc, {
               offset: start,
               ...(signal ? { signal } : {}),
