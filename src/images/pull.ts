@@ -11,6 +11,7 @@ import type { ContentStore } from "../metadata/content.ts";
 import type { Image, ImageStore } from "../metadata/images.ts";
 import type { LeaseStore } from "../metadata/leases.ts";
 import { EXPIRE_LABEL } from "../metadata/leases.ts";
+import { durably, relaxedDurability } from "../metadata/db.ts";
 import type { Logger } from "../util/log.ts";
 import {
   type Descriptor,
@@ -138,7 +139,16 @@ export class Puller {
     this.#d = deps;
   }
 
-  async pull(ns: string, opts: PullOptions): Promise<PullResult> {
+  /**
+   * Pulls an image. Its many intermediate commits (leases, ingests, content
+   * records, snapshots) are not synced one by one; the commit that records the
+   * image is, which makes all of them durable at once (relaxedDurability).
+   */
+  pull(ns: string, opts: PullOptions): Promise<PullResult> {
+    return relaxedDurability(() => this.#pull(ns, opts));
+  }
+
+  async #pull(ns: string, opts: PullOptions): Promise<PullResult> {
     const d = this.#d;
     const ref = parseReference(opts.reference);
     const name = formatReference(ref);
@@ -293,13 +303,15 @@ export class Puller {
       };
       let image: Image;
       try {
-        image = d.images.create(ns, { name, labels: opts.labels ?? {}, target });
+        image = durably(() => d.images.create(ns, { name, labels: opts.labels ?? {}, target }));
       } catch (e) {
         if (!isKind(e, "already_exists")) throw e;
-        image = d.images.update(ns, { name, labels: opts.labels ?? {}, target }, [
-          "target",
-          ...Object.keys(opts.labels ?? {}).map((k) => `labels.${k}`),
-        ]);
+        image = durably(() =>
+          d.images.update(ns, { name, labels: opts.labels ?? {}, target }, [
+            "target",
+            ...Object.keys(opts.labels ?? {}).map((k) => `labels.${k}`),
+          ])
+        );
       }
       d.leases.delete(ns, lease);
       emit();

@@ -4,7 +4,37 @@
  * (`db.migrate("content", [...])`); the `schema` table records how far each
  * module has come. Append migrations; never edit a released one.
  */
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { AsyncLocalStorage } from "node:async_hooks";
+
+/**
+ * Durability of commits. By default every commit is synced (synchronous =
+ * FULL: one fsync of the WAL, ~5-20 ms on these disks): what a call has
+ * answered survives power loss. Inside {@link relaxedDurability} commits are
+ * not synced (NORMAL): still atomic and never corrupt (WAL), and a crash of
+ * the process loses nothing, but power loss may take back the latest ones.
+ * For multi-step operations such as a pull (16 commits for a one-layer image),
+ * whose intermediate steps mean nothing to a client: they end with one
+ * {@link durably} commit, and since the WAL is appended in order, its fsync
+ * makes every earlier commit durable too.
+ */
+const relaxed = new AsyncLocalStorage<boolean>();
+let forceDurable = 0;
+
+/** Runs `fn` with its commits (and those of what it awaits) unsynced; see above. */
+export function relaxedDurability<T>(fn: () => Promise<T>): Promise<T> {
+  return relaxed.run(true, fn);
+}
+
+/** Runs `fn` (synchronous) with its commits synced, even inside relaxedDurability. */
+export function durably<T>(fn: () => T): T {
+  forceDurable++;
+  try {
+    return fn();
+  } finally {
+    forceDurable--;
+  }
+}
 
 export const CORE_MIGRATIONS: readonly string[] = [
   // 1: namespaces, images, content records, ingests, leases.
@@ -78,11 +108,14 @@ export function labelsOf(s: unknown): Labels {
 export class MetaDb {
   readonly db: DatabaseSync;
   #depth = 0;
+  #synchronous: "FULL" | "NORMAL" = "FULL";
+  #statements = new Map<string, StatementSync>();
 
   constructor(path: string) {
     this.db = new DatabaseSync(path);
     this.db.exec("PRAGMA journal_mode = WAL");
-    // FULL: a committed transaction survives power loss, not only a crash.
+    // FULL: a committed transaction survives power loss, not only a crash
+    // (see relaxedDurability for the exception).
     this.db.exec("PRAGMA synchronous = FULL");
     this.db.exec("PRAGMA foreign_keys = ON");
     this.db.exec("PRAGMA busy_timeout = 5000");
@@ -128,6 +161,7 @@ export class MetaDb {
         this.#depth--;
       }
     }
+    this.#setSynchronous();
     this.db.exec("BEGIN IMMEDIATE");
     this.#depth = 1;
     try {
@@ -142,16 +176,38 @@ export class MetaDb {
     }
   }
 
+  /** FULL or NORMAL for the next commit, by the caller's durability context. */
+  #setSynchronous(): void {
+    const want = relaxed.getStore() && forceDurable === 0 ? "NORMAL" : "FULL";
+    if (want === this.#synchronous) return;
+    this.db.exec(`PRAGMA synchronous = ${want}`);
+    this.#synchronous = want;
+  }
+
+  /** A prepared statement, kept for the next call with the same SQL. */
+  #statement(sql: string): StatementSync {
+    let st = this.#statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      // Some SQL is built per call (IN lists): keep the cache bounded.
+      if (this.#statements.size >= 256) this.#statements.clear();
+      this.#statements.set(sql, st);
+    }
+    return st;
+  }
+
   get(sql: string, ...params: SQLInputValue[]): Row | undefined {
-    return this.db.prepare(sql).get(...params) as Row | undefined;
+    return this.#statement(sql).get(...params) as Row | undefined;
   }
 
   all(sql: string, ...params: SQLInputValue[]): Row[] {
-    return this.db.prepare(sql).all(...params) as Row[];
+    return this.#statement(sql).all(...params) as Row[];
   }
 
   run(sql: string, ...params: SQLInputValue[]): number {
-    return Number(this.db.prepare(sql).run(...params).changes);
+    // Outside a transaction the statement commits by itself.
+    if (this.#depth === 0) this.#setSynchronous();
+    return Number(this.#statement(sql).run(...params).changes);
   }
 
   /** A value of the server table, created by `make` on first use. */
