@@ -26,7 +26,7 @@
  * Environment: BENCH_PULL_RUNS (3), REFENV_BIG_MB (200), BENCH_REFENV (path of
  * the refenv scripts), BENCH_PULL_IMAGES (busybox,big).
  */
-import { TUNED_V8_FLAGS } from "./mod.ts";
+import { startBerthDaemon, TUNED_V8_FLAGS } from "./_berth.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const REFENV = Deno.env.get("BENCH_REFENV") ?? `${REPO}/../shared/refenv`;
@@ -124,62 +124,19 @@ interface RpcResult {
 }
 
 async function startBerth(): Promise<Target & { rpcPull(ref: string): Promise<RpcResult> }> {
-  const dir = await Deno.makeTempDir({ prefix: "berth-bench-pull-" });
-  const sock = `${dir}/state/berth.sock`;
-  let entry = `${REPO}/main.ts`;
-  if (ENTRY_MODE === "bundle") {
-    // As scripts/setup.sh installs it: split into chunks, which is also how
-    // the layer-apply worker's module ships (src/images/apply_pool.ts).
-    await run("bash", [`${REPO}/scripts/bundle.sh`, `${dir}/bundle`], {
-      ...Deno.env.toObject(),
-      DENO: Deno.execPath(),
-    });
-    entry = `${dir}/bundle/main.js`;
-  }
+  // As scripts/setup.sh installs it: split into chunks, which is also how the
+  // layer-apply worker's module ships (src/images/apply_pool.ts).
+  const d = await startBerthDaemon({
+    prefix: "berth-bench-pull-",
+    entry: ENTRY_MODE === "bundle" ? "bundle" : "source",
+    v8Flags: TUNED_V8_FLAGS,
+  });
   console.error(`bench: berth from ${ENTRY_MODE === "bundle" ? "a bundle of" : ""} main.ts`);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `--v8-flags=${TUNED_V8_FLAGS}`,
-      entry,
-      "daemon",
-      "--root",
-      `${dir}/root`,
-      "--state",
-      `${dir}/state`,
-      "--address",
-      sock,
-      "--log-level",
-      "warn",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  let alive = true;
-  child.status.then(() => (alive = false));
-  const cli = (...args: string[]) => ["run", "-A", entry, "-a", sock, "-n", NS, ...args];
+  const child = { pid: d.pid };
+  const sock = d.sock;
+  const cli = (...args: string[]) => d.cli("-n", NS, ...args);
   const berth = (...args: string[]) => run(Deno.execPath(), cli(...args));
-  const stop = async () => {
-    if (alive) child.kill("SIGTERM");
-    await child.status;
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
-  const end = Date.now() + 30_000;
-  for (;;) {
-    if (!alive) throw new Error("berth exited before it served");
-    try {
-      (await Deno.connect({ transport: "unix", path: sock })).close();
-      break;
-    } catch {
-      if (Date.now() > end) {
-        await stop();
-        throw new Error(`Timed out waiting for ${sock}`);
-      }
-      await sleep(50);
-    }
-  }
+  const stop = d.stop;
   return {
     name: "berth",
     pid: child.pid,
