@@ -111,6 +111,7 @@ export class Runc {
     args: string[],
     stdio: Stdio = {},
   ): Promise<{ child: Deno.ChildProcess; stdout: string }> {
+    const t0 = performance.now();
     const logFile = `${this.root}/${id}.${op}.${crypto.randomUUID().slice(0, 8)}.log`;
     await Deno.mkdir(this.root, { recursive: true, mode: 0o711 });
     const full = [...this.#globalArgs(logFile), ...args];
@@ -132,6 +133,7 @@ export class Runc {
     const [stdout, stderr] = capture || stdio.stderr === undefined
       ? await Promise.all([outP, errP])
       : ["", ""];
+    this.#log?.debug("runtime call done", { op, id, ms: Math.round(performance.now() - t0) });
     try {
       if (!status.success) {
         const reason = await this.#reason(logFile, stderr);

@@ -19,6 +19,7 @@ import type { Logger } from "../util/log.ts";
 import { selfCommand } from "./shim/paths.ts";
 import { libc } from "../sys/libc.ts";
 import type { Bundle } from "./bundle.ts";
+import type { NonBlockingFile } from "../sys/nbfile.ts";
 
 /** The value of `shim-binary-path` meaning berth's own shim (`berth shim`). */
 export const BERTH_SHIM = "berth";
@@ -279,36 +280,38 @@ export async function shimDelete(o: ShimBinaryOptions): Promise<DeleteResponse> 
 
 /**
  * Copies the shim's log FIFO into the daemon's log. The FIFO is opened
- * read-write, so opening never blocks and the shim's writer never sees a
- * missing reader while the daemon runs.
+ * read-write and non-blocking, so opening never blocks, the shim's writer
+ * never sees a missing reader while the daemon runs, and waiting for lines
+ * takes no thread: a blocking read would pin one of Deno's 32 pool threads
+ * per task for its whole life (berth's own shim never writes here), and the
+ * 32nd task would stall every file operation of the daemon.
  */
 export class ShimLog {
-  #file: Deno.FsFile | undefined;
-  #path: string;
+  #file: NonBlockingFile;
   #closed = false;
 
-  private constructor(path: string, file: Deno.FsFile) {
-    this.#path = path;
+  private constructor(file: NonBlockingFile) {
     this.#file = file;
   }
 
   /** Opens the FIFO at `path` and starts copying; undefined when there is none. */
   static async open(path: string, log: Logger): Promise<ShimLog | undefined> {
-    let file: Deno.FsFile;
+    const { openFifo } = await import("../sys/nbfile.ts");
+    let file: NonBlockingFile;
     try {
-      file = await Deno.open(path, { read: true, write: true });
+      file = openFifo(path, "readwrite");
     } catch {
       return undefined;
     }
-    const l = new ShimLog(path, file);
+    const l = new ShimLog(file);
     l.#copy(log);
     return l;
   }
 
   async #copy(log: Logger): Promise<void> {
-    const buf = new Uint8Array(16 * 1024);
+    const buf = new Uint8Array(4 * 1024);
     let pending = "";
-    while (!this.#closed && this.#file) {
+    while (!this.#closed) {
       let n: number | null;
       try {
         n = await this.#file.read(buf);
@@ -321,30 +324,14 @@ export class ShimLog {
       pending = lines.pop()!;
       for (const line of lines) if (line.trim() && !this.#closed) log.debug("shim: " + line);
     }
-    try {
-      this.#file?.close();
-    } catch {
-      // Already closed.
-    }
-    this.#file = undefined;
+    this.close();
   }
 
-  /** Stops copying. A pending read is woken by a newline of our own. */
+  /** Stops copying; a pending read ends. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      const w = Deno.openSync(this.#path, { write: true });
-      w.writeSync(new Uint8Array([10]));
-      w.close();
-    } catch {
-      // The FIFO is gone: the read ends with the file below.
-      try {
-        this.#file?.close();
-      } catch {
-        // Already closed.
-      }
-    }
+    this.#file.close();
   }
 }
 

@@ -88,6 +88,8 @@ const SYMBOLS = {
   syncfs: { parameters: ["i32"], result: "i32" },
   // pid_t getpid(void);
   getpid: { parameters: [], result: "i32" },
+  // int malloc_trim(size_t pad);  (glibc: give freed heap back to the kernel)
+  malloc_trim: { parameters: ["usize"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];

@@ -5,10 +5,13 @@
  *
  * - a FIFO path (what ctr and the berth CLI create). Output FIFOs are opened
  *   read-write, so the open never blocks and they survive a client that comes
- *   and goes. The stdin FIFO is opened read-only, as containerd's shim does:
- *   the open waits (on a pool thread) for the client's end, and when the
- *   client closes it the process reads EOF (`ctr run` relies on this; CloseIO
- *   does the same on request);
+ *   and goes. The stdin FIFO is opened read-only, as containerd's shim does,
+ *   but non-blocking, waited on with the process's one poll (sys/nbfile.ts):
+ *   a blocking open or read would pin one of Deno's 32 pool threads per
+ *   container until its client comes, which may be never (`ctr run -d`),
+ *   and with ~30 containers every file operation of the shim would queue.
+ *   When the client closes its end the process reads EOF (`ctr run` relies
+ *   on this; CloseIO does the same on request);
  * - `file:///path`: output appended to a file (stdin not supported);
  * - `file:///path?stream=stdout&format=cri` (and `stream=stderr`): both
  *   streams into one log file in the CRI format (`<time> <stream> <P|F> <msg>`),
@@ -18,6 +21,7 @@
  * Output is copied as it comes; nothing is buffered beyond one chunk.
  */
 import { invalidArgument } from "../../core/errdefs.ts";
+import { type NonBlockingFile, openFifo } from "../../sys/nbfile.ts";
 import { openCriLogSink, parseCriLogUri } from "../crilog.ts";
 
 export interface StdioPaths {
@@ -42,7 +46,9 @@ async function openSink(uri: string): Promise<Sink | undefined> {
   if (uri.includes("://")) {
     throw invalidArgument(`unsupported IO URI "${uri}": use a FIFO path or file:///path`);
   }
-  return await Deno.open(uri, { read: true, write: true });
+  // Read-write: the open never waits for a reader, and writes wait (without
+  // a pool thread) while the FIFO is full and nobody reads.
+  return openFifo(uri, "readwrite");
 }
 
 async function writeAll(sink: Sink, chunk: Uint8Array): Promise<void> {
@@ -50,19 +56,45 @@ async function writeAll(sink: Sink, chunk: Uint8Array): Promise<void> {
   while (off < chunk.length) off += await sink.write(chunk.subarray(off));
 }
 
+/**
+ * Bytes per read of a process's output. A silent process keeps one read
+ * pending per stream for its whole life; Deno's default for a pipe is a
+ * 64 KiB buffer each, ~2.5 MB for 20 containers doing nothing.
+ */
+const PUMP_CHUNK = 8 * 1024;
+
 /** Copies a readable stream to a sink until EOF; errors on the sink drop output, never the process. */
 async function pump(src: ReadableStream<Uint8Array>, sink: Sink | undefined): Promise<void> {
-  const reader = src.getReader();
   let ok = sink !== undefined;
+  const deliver = async (chunk: Uint8Array) => {
+    if (!ok) return; // keep draining so the process never blocks on a full pipe
+    try {
+      await writeAll(sink!, chunk);
+    } catch {
+      ok = false;
+    }
+  };
+  // Byte streams (child pipes) are read into our own small buffer; others (a pty) as they come.
+  let byob: ReadableStreamBYOBReader | undefined;
   try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      if (!ok) continue; // keep draining so the process never blocks on a full pipe
-      try {
-        await writeAll(sink!, value);
-      } catch {
-        ok = false;
+    byob = src.getReader({ mode: "byob" });
+  } catch { /* not a byte stream */ }
+  const reader = byob ?? src.getReader();
+  try {
+    if (byob) {
+      let buf: Uint8Array<ArrayBuffer> = new Uint8Array(PUMP_CHUNK);
+      for (;;) {
+        const { value, done } = await byob.read(buf);
+        if (done || !value) break;
+        await deliver(value);
+        buf = new Uint8Array(value.buffer); // the read transferred it to `value`
+      }
+    } else {
+      const r = reader as ReadableStreamDefaultReader<Uint8Array>;
+      for (;;) {
+        const { value, done } = await r.read();
+        if (done) break;
+        await deliver(value);
       }
     }
   } finally {
@@ -84,7 +116,7 @@ export interface ProcessStreams {
 
 /** The live IO of one process: copying goes on until the process's output ends. */
 export class ProcessIo {
-  #stdin: Deno.FsFile | undefined;
+  #stdin: NonBlockingFile | undefined;
   #stdinPath = "";
   #stdinClosed = false;
   #stdinWriter: WritableStreamDefaultWriter<Uint8Array> | undefined;
@@ -128,8 +160,7 @@ export class ProcessIo {
     const buf = new Uint8Array(32 * 1024);
     const w = this.#stdinWriter!;
     try {
-      // Completes once the client opens its end (or closeStdin releases it).
-      const f = await Deno.open(this.#stdinPath, { read: true });
+      const f = openFifo(this.#stdinPath, "read");
       if (this.#stdinClosed) f.close();
       else {
         this.#stdin = f;
@@ -139,7 +170,8 @@ export class ProcessIo {
           await w.write(buf.slice(0, n));
         }
       }
-    } catch { /* closed by closeStdin or the process went away */ }
+    } catch { /* the FIFO is gone, or the process went away */ }
+    this.#stdin?.close();
     // The client closed its end: the process reads EOF, as with containerd's shim.
     await w.close().catch(() => {});
   }
@@ -148,18 +180,7 @@ export class ProcessIo {
   closeStdin(): void {
     if (this.#stdinClosed) return;
     this.#stdinClosed = true;
-    const f = this.#stdin;
-    this.#stdin = undefined;
-    if (f) {
-      try {
-        f.close();
-      } catch { /* already closed */ }
-    } else if (this.#stdinPath) {
-      // An open still waiting for the client: opening the other end ourselves releases it.
-      try {
-        Deno.openSync(this.#stdinPath, { read: true, write: true }).close();
-      } catch { /* the FIFO is gone */ }
-    }
+    this.#stdin?.close();
     // Closing the pipe now, not after a pending read returns, gives the process its EOF at once.
     this.#stdinWriter?.close().catch(() => {});
     this.#stdinWriter = undefined;

@@ -6,15 +6,16 @@
  * it when the cgroup is removed; that one is told apart by the cgroup being
  * gone.
  *
- * Waiting is poll(2) on a pool thread with a short timeout, so close() never
- * leaves an fd in use by a pending call.
+ * Waiting is the process's one poll (src/sys/fdpoll.ts): a poll per
+ * container would hold one of Deno's 32 pool threads each, and 30 containers
+ * would starve every file operation of the shim.
  */
 import { check, cstr, libc } from "../../sys/libc.ts";
+import { POLLIN, Waitable } from "../../sys/fdpoll.ts";
 
 const O_RDONLY_CLOEXEC = 0o2000000;
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
-const POLLIN = 0x1;
 const V1_MEMORY_ROOT = "/sys/fs/cgroup/memory";
 
 /** The v1 memory cgroup directory of process `pid`, if it has one. */
@@ -38,14 +39,12 @@ export async function memoryCgroupOf(pid: number): Promise<string | undefined> {
 export class OomWatcher {
   readonly cgroup: string;
   #oomFd: number;
-  #eventFd: number;
-  #closed = false;
-  #polling = false;
+  #event: Waitable;
 
   private constructor(cgroup: string, oomFd: number, eventFd: number) {
     this.cgroup = cgroup;
     this.#oomFd = oomFd;
-    this.#eventFd = eventFd;
+    this.#event = new Waitable(eventFd, `OOM eventfd of ${cgroup}`);
   }
 
   /** Registers for OOM events of the v1 memory cgroup at `cgroup`. */
@@ -70,23 +69,16 @@ export class OomWatcher {
 
   /** Resolves true on the next OOM kill, false once closed or the cgroup is gone. */
   async next(): Promise<boolean> {
-    const fds = new Uint8Array(8);
-    const v = new DataView(fds.buffer);
-    while (!this.#closed) {
-      v.setInt32(0, this.#eventFd, true);
-      v.setInt16(4, POLLIN, true);
-      v.setInt16(6, 0, true);
-      this.#polling = true;
-      let n: number;
+    while (!this.#event.closed) {
       try {
-        n = await libc().poll(fds, 1n, 500);
-      } finally {
-        this.#polling = false;
+        await this.#event.ready(POLLIN);
+      } catch (err) {
+        if (err instanceof Deno.errors.BadResource) break;
+        throw err;
       }
-      if (this.#closed) break;
-      if (n <= 0 || (v.getInt16(6, true) & POLLIN) === 0) continue;
+      if (this.#event.closed) break;
       const count = new Uint8Array(8);
-      libc().read(this.#eventFd, count, 8n);
+      if (Number(libc().read(this.#event.fd, count, 8n)) !== 8) continue; // spurious wake-up
       try {
         await Deno.stat(this.cgroup);
       } catch {
@@ -104,13 +96,9 @@ export class OomWatcher {
 
   /** Stops watching; a pending next() resolves false. */
   close(): void {
-    if (this.#closed && this.#oomFd < 0) return;
-    this.#closed = true;
-    // A poll in flight still uses the eventfd: next() closes it after the poll returns.
-    if (this.#polling) return;
-    if (this.#eventFd >= 0) libc().close(this.#eventFd);
-    if (this.#oomFd >= 0) libc().close(this.#oomFd);
-    this.#eventFd = -1;
+    if (this.#event.closed) return;
+    this.#event.close();
+    libc().close(this.#oomFd);
     this.#oomFd = -1;
   }
 }

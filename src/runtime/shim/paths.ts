@@ -39,8 +39,12 @@ async function sha256Hex(text: string): Promise<string> {
 /** Default state dir of berth (the daemon's `state`). */
 export const DEFAULT_SHIM_STATE = "/run/berth";
 
-/** V8 flags of a shim run by `deno run` (override with BERTH_SHIM_V8_FLAGS). */
-export const SHIM_V8_FLAGS = "--max-semi-space-size=1";
+/**
+ * V8 flags of a shim run by `deno run` (override with BERTH_SHIM_V8_FLAGS;
+ * comma-separated). `--expose-gc` lets an idle shim collect before it trims
+ * its heap (server.ts).
+ */
+export const SHIM_V8_FLAGS = "--max-semi-space-size=1,--expose-gc";
 
 /** sun_path holds 108 bytes including the terminating NUL. */
 const MAX_SOCKET_PATH = 107;

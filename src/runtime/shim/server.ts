@@ -7,6 +7,7 @@ import { Task } from "../../gen/containerd/task/v2/shim_pb.ts";
 import { TtrpcServer } from "../../ttrpc/server.ts";
 import { Reaper, setChildSubreaper } from "../../sys/proc.ts";
 import { Logger } from "../../util/log.ts";
+import { libc } from "../../sys/libc.ts";
 import { eventsAddress, type ShimFlags } from "./binary.ts";
 import { shimStateDir } from "./paths.ts";
 import { EventPublisher } from "./publisher.ts";
@@ -29,6 +30,43 @@ function fileSink(path: string): (line: string) => void {
       failed = true; // the log is best effort
     }
   };
+}
+
+/** How long the shim waits after its last call before it gives memory back. */
+const TRIM_IDLE_MS = 1000;
+
+/**
+ * Wraps every handler so that, once calls stop for {@link TRIM_IDLE_MS}, the
+ * shim collects its garbage (when V8 exposes `gc`, see SHIM_V8_FLAGS) and
+ * hands glibc's freed heap back to the kernel. A shim lives long and idles
+ * almost always; without this it keeps the high-water mark of its busiest
+ * moment (a burst of starts leaves several MB of freed memory resident).
+ */
+function trimmingWhenIdle<T extends object>(handlers: T): T {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const trim = () => {
+    timer = undefined;
+    (globalThis as { gc?: () => void }).gc?.();
+    try {
+      libc().malloc_trim(0n);
+    } catch { /* not glibc: nothing to give back this way */ }
+  };
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(trim, TRIM_IDLE_MS);
+    Deno.unrefTimer(timer);
+  };
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(handlers)) {
+    out[name] = (...args: unknown[]) => {
+      try {
+        return (fn as (...a: unknown[]) => unknown)(...args);
+      } finally {
+        arm();
+      }
+    };
+  }
+  return out as T;
 }
 
 /** Serves the shim on `flags.socket` until shut down; returns the exit code. */
@@ -66,7 +104,7 @@ export async function serveShim(flags: ShimFlags): Promise<number> {
     },
   });
   const server = new TtrpcServer({ log });
-  server.register(Task, service.handlers());
+  server.register(Task, trimmingWhenIdle(service.handlers()));
   try {
     server.listen(flags.socket);
   } catch (err) {
