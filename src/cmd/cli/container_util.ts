@@ -221,10 +221,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Reads a CRI log from the start, then (with `until`) follows it as it grows
- * until `until` settles and the writer has stopped: after the task exits,
- * the shim may still be copying its last output, so reading goes on until
- * the file has not grown for a short while. A missing file is waited for
- * while following (the shim creates it), and is empty otherwise.
+ * until `until` settles (the task's exit: the shim reports it once the
+ * output is copied), then to the end. A missing file is waited for while
+ * following (the shim creates it), and is empty otherwise.
  */
 export async function followLog(path: string, opts: FollowOptions): Promise<number> {
   const parser = new CriParser();
@@ -233,7 +232,6 @@ export async function followLog(path: string, opts: FollowOptions): Promise<numb
   opts.until?.then(() => (ended = true), () => (ended = true));
   let file: Deno.FsFile | undefined;
   const buf = new Uint8Array(64 * 1024);
-  let quiet = 0;
   let idle = 0;
   try {
     for (;;) {
@@ -249,22 +247,22 @@ export async function followLog(path: string, opts: FollowOptions): Promise<numb
           continue;
         }
       }
+      // Whether the exit was known before this read began: only such a read's
+      // end of file is the end (one that raced the exit may have missed the last output).
+      const final = ended;
       const n = await file.read(buf);
       if (n !== null && n > 0) {
         offset += n;
-        quiet = 0;
         idle = 0;
         for (const r of parser.push(buf.subarray(0, n))) await opts.onRecord(r);
         continue;
       }
       // At the end of what is written so far.
       if (opts.until === undefined) break;
-      if (ended) {
-        // Drained after the exit once nothing new came for ~100 ms.
-        if (++quiet >= 5) break;
-        await sleep(20);
-        continue;
-      }
+      // The shim reports an exit once it has copied the process's output
+      // (or given up waiting for it): after the exit, the end is the end.
+      if (final) break;
+      if (ended) continue;
       // Quick while output flows, slower once the program has been quiet a while.
       await sleep(++idle < 25 ? 20 : 100);
     }
