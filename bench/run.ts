@@ -18,7 +18,7 @@
  * installs it; containerd from ../shared/refenv/containerd under a private
  * REFENV_DIR. Results are printed and written to bench/results/run.txt.
  */
-import { TUNED_V8_FLAGS } from "./mod.ts";
+import { startBerthDaemon, TUNED_V8_FLAGS } from "./_berth.ts";
 import { busyboxImageArchive } from "../tests/_images.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -94,70 +94,15 @@ interface Target {
   stop(): Promise<void>;
 }
 
-/** This process's environment without the test harness's overrides. */
-function daemonEnv(): Record<string, string> {
-  const env = Deno.env.toObject();
-  delete env.BERTH_SHIM_LINGER_MS;
-  return env;
-}
-
-async function startBerth(dir: string): Promise<Target> {
-  const entry = `${dir}/berth.js`;
-  await run(Deno.execPath(), ["bundle", "--platform", "deno", "-o", entry, `${REPO}/main.ts`]);
-  const sock = `${dir}/state/berth.sock`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `--v8-flags=${TUNED_V8_FLAGS}`,
-      entry,
-      "daemon",
-      "--root",
-      `${dir}/root`,
-      "--state",
-      `${dir}/state`,
-      "--log-level",
-      Deno.env.get("BENCH_BERTH_LOG") ?? "warn",
-    ],
-    // The daemon's own defaults: tests/_harness.ts (imported through
-    // tests/_images.ts) sets BERTH_SHIM_LINGER_MS=0 in this process.
-    env: daemonEnv(),
-    clearEnv: true,
-    stdin: "null",
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  for (let i = 0; i < 300; i++) {
-    try {
-      (await Deno.connect({ transport: "unix", path: sock })).close();
-      break;
-    } catch {
-      await sleep(50);
-    }
-  }
+async function startBerth(): Promise<Target> {
+  const d = await startBerthDaemon({ prefix: "berth-bench-run-", v8Flags: TUNED_V8_FLAGS });
   return {
     name: "berth",
-    daemonPid: child.pid,
-    ctr: ["-a", sock, "-n", NS],
-    shimPids: () => pidsWith(" shim ", `${dir}/state`, " serve"),
-    cliRun: [
-      "run",
-      "-A",
-      `--v8-flags=${TUNED_V8_FLAGS}`,
-      entry,
-      "-a",
-      sock,
-      "-n",
-      NS,
-      "run",
-      "--rm",
-      IMAGE,
-      "true",
-    ],
-    async stop() {
-      child.kill("SIGTERM");
-      await child.status;
-    },
+    daemonPid: d.pid,
+    ctr: ["-a", d.sock, "-n", NS],
+    shimPids: () => pidsWith(" shim ", `${d.dir}/state`, " serve"),
+    cliRun: d.cli("-n", NS, "run", "--rm", IMAGE, "true"),
+    stop: d.stop,
   };
 }
 
@@ -246,7 +191,7 @@ if (import.meta.main) {
   const dir = await Deno.makeTempDir({ prefix: "berth-bench-run-" });
   const env = { ...Deno.env.toObject(), REFENV_DIR: `${dir}/refenv` };
   const archive = await busyboxImageArchive(`${dir}/image`);
-  const berth = await startBerth(`${dir}/berth`);
+  const berth = await startBerth();
   const ctrd = await startContainerd(env);
   const results: Result[] = [];
   try {
