@@ -24,6 +24,20 @@ rm -rf "$NEW"
   echo "bundle: $NEW/main.js was not written" >&2
   exit 1
 }
+# esbuild gives CommonJS packages (grpc-js) a `require` made by node:module's
+# createRequire, in a chunk that every mode imports, so every CLI call and
+# every shim would load Deno's node compatibility layer (~30 ms, ~5 MB) for
+# a `require` that only the daemon calls. Make it on first call instead.
+lazy='var __require = ((r) => (id) => (r ??= globalThis.process.getBuiltinModule("node:module").createRequire(import.meta.url))(id))();'
+for f in "$NEW"/*.js; do
+  grep -q '^import { createRequire as __deno_internal_createRequire } from "node:module";$' "$f" || continue
+  sed -i -e '/^import { createRequire as __deno_internal_createRequire } from "node:module";$/d' \
+    -e "s|^var __require = __deno_internal_createRequire(import.meta.url);\$|$lazy|" "$f"
+  if grep -q '__deno_internal_createRequire\|from "node:module"' "$f"; then
+    echo "bundle: $f: esbuild's require helper changed shape; update scripts/bundle.sh" >&2
+    exit 1
+  fi
+done
 rm -rf "$OUT.old.$$"
 [[ -e $OUT ]] && mv "$OUT" "$OUT.old.$$"
 mv "$NEW" "$OUT"
