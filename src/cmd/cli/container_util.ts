@@ -263,8 +263,9 @@ export async function followLog(path: string, opts: FollowOptions): Promise<numb
       // (or given up waiting for it): after the exit, the end is the end.
       if (final) break;
       if (ended) continue;
-      // Quick while output flows, slower once the program has been quiet a while.
-      await sleep(++idle < 25 ? 20 : 100);
+      // Quick while output flows, slower once the program has been quiet a
+      // while; at once when the exit comes.
+      await Promise.race([sleep(++idle < 25 ? 20 : 100), opts.until!.catch(() => {})]);
     }
     for (const r of parser.end()) await opts.onRecord(r);
   } finally {
