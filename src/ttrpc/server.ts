@@ -247,6 +247,24 @@ export class TtrpcServer {
     this.#paths.clear();
   }
 
+  /** The wire status of a failed call, logged as containerd does: errors loudly, refusals at debug. */
+  async #failure(path: string, err: unknown): Promise<WireStatus> {
+    const status = await statusOf(err);
+    if (status.code === Code.UNKNOWN || status.code === Code.INTERNAL) {
+      this.#log.error("ttrpc call failed", {
+        method: path,
+        error: err instanceof Error ? err.stack : err,
+      });
+    } else {
+      this.#log.debug("ttrpc call refused", {
+        method: path,
+        code: status.code,
+        error: status.message,
+      });
+    }
+    return status;
+  }
+
   async #serveConn(conn: Deno.Conn): Promise<void> {
     this.#conns.add(conn);
     const reader = new FrameReader(conn);
@@ -347,19 +365,7 @@ export class TtrpcServer {
               create(m.desc.output, out as MessageInitShape<DescMessage>),
             );
           } catch (err) {
-            status = await statusOf(err);
-            if (status.code === Code.UNKNOWN || status.code === Code.INTERNAL) {
-              this.#log.error("ttrpc call failed", {
-                method: path,
-                error: err instanceof Error ? err.stack : err,
-              });
-            } else {
-              this.#log.debug("ttrpc call refused", {
-                method: path,
-                code: status.code,
-                error: status.message,
-              });
-            }
+            status = await this.#failure(path, err);
           }
         }
       }
@@ -427,19 +433,7 @@ export class TtrpcServer {
           );
         }
       } catch (err) {
-        status = await statusOf(err);
-        if (status.code === Code.UNKNOWN || status.code === Code.INTERNAL) {
-          this.#log.error("ttrpc call failed", {
-            method: path,
-            error: err instanceof Error ? err.stack : err,
-          });
-        } else {
-          this.#log.debug("ttrpc call refused", {
-            method: path,
-            code: status.code,
-            error: status.message,
-          });
-        }
+        status = await this.#failure(path, err);
       }
       finished = true;
       if (conn.signal.aborted) return; // Nobody is left to answer.
