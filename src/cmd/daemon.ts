@@ -208,6 +208,13 @@ export async function daemonMain(args: string[]): Promise<number> {
   if (values["log-level"]) flags.logLevel = values["log-level"];
   const config = resolveConfig(file, flags, configFile);
   const log = new Logger(config.logLevel);
+  // A promise nobody awaited that failed is a bug in one call, not a reason
+  // to stop serving every other client (and Deno would exit on it): log it.
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    const r = e.reason;
+    log.error("unhandled rejection", { error: r instanceof Error ? r.stack : String(r) });
+  });
   const running = await startDaemon(config, log);
   const { promise: stopped, resolve } = Promise.withResolvers<string>();
   for (const sig of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(sig, () => resolve(sig));

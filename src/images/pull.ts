@@ -242,8 +242,27 @@ export class Puller {
           what: `manifest ${md.digest} of "${name}"`,
           mediaType: md.mediaType,
         });
-        await this.#store(ns, lease, md, bytes, manifestLabels(m.layers, m.config));
-        track(md, "done", md.size);
+        // Once the manifest is parsed, its commit, the config and the layers
+        // proceed at once: each commit waits on fsyncs, and a small image's
+        // pull is mostly those waits in a row.
+        const storing = this.#store(ns, lease, md, bytes, manifestLabels(m.layers, m.config))
+          .then(() => track(md, "done", md.size));
+        // Failures are collected below (allSettled); until then the awaits in
+        // between must not see them as unhandled rejections.
+        storing.catch(() => {});
+        pending.push(storing);
+        const layerSources = m.layers.map((l) =>
+          new Promise<string>((resolve) => {
+            if (!writing.has(l.digest)) writing.set(l.digest, resolve);
+          })
+        );
+        const layerDone = m.layers.map((l) => {
+          if (!progress.has(l.digest)) track(l, "waiting");
+          const p = fetchBlob(l);
+          p.catch(() => {});
+          pending.push(p);
+          return p;
+        });
         const cfgBytes = await fetcher.fetchBytes(m.config);
         const config = parseImageConfig(cfgBytes, `config ${m.config.digest} of "${name}"`);
         if (config.rootfs.diff_ids.length !== m.layers.length) {
@@ -253,18 +272,6 @@ export class Puller {
         }
         await this.#store(ns, lease, m.config, cfgBytes, {});
         track(m.config, "done", m.config.size);
-
-        const layerSources = m.layers.map((l) =>
-          new Promise<string>((resolve) => {
-            if (!writing.has(l.digest)) writing.set(l.digest, resolve);
-          })
-        );
-        const layerDone = m.layers.map((l) => {
-          if (!progress.has(l.digest)) track(l, "waiting");
-          const p = fetchBlob(l);
-          pending.push(p);
-          return p;
-        });
         // Unpack only the platform that runs here (as containerd does with --all-platforms).
         const runnable = manifests.length === 1 ||
           (md.platform && formatPlatform(md.platform) === formatPlatform(host));
