@@ -136,7 +136,7 @@ pid=""
 if [[ -s $PIDFILE ]]; then
   pid=$(<"$PIDFILE")
   # Only trust the pid file if that process is still a berth daemon.
-  if ! tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q ' daemon'; then
+  if ! { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q ' daemon'; then
     pid=""
   fi
 fi
