@@ -7,7 +7,7 @@
  * @module
  */
 
-import { isAbsolute, join, normalize, resolve } from "node:path";
+import { isAbsolute, join, normalize, resolve } from "../util/path.ts";
 import { invalidArgument } from "../core/errdefs.ts";
 import { currentCapabilities, normalizeCapability } from "./caps.ts";
 import type {

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { join } from "node:path";
+import { join } from "../util/path.ts";
 import { invalidArgument, notFound } from "../core/errdefs.ts";
 
 /** One line of /etc/passwd. */

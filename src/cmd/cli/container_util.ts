@@ -23,14 +23,7 @@ import { CriParser, type CriRecord, recordBytes } from "../../runtime/crilog.ts"
 import type { ImageConfig } from "../../oci/image.ts";
 import type { Globals } from "./command.ts";
 import { UsageError } from "./command.ts";
-
-/** The directory part of `path`, as node:path's dirname (not loaded: the node layer costs a CLI call). */
-function dirname(path: string): string {
-  const p = path.replace(/\/+$/, "");
-  const i = p.lastIndexOf("/");
-  if (i < 0) return ".";
-  return i === 0 ? "/" : p.slice(0, i).replace(/\/+$/, "") || "/";
-}
+import { dirname } from "../../util/path.ts";
 
 /** The image a container was made from, as the user named it. */
 export const LABEL_IMAGE = "berth.io/image";

@@ -97,12 +97,10 @@ const FORBIDDEN_SRC = [
 
 /**
  * Known offenders outside the CLI's files, allowed until their owners change
- * them (then delete the entry): `berth run` and `exec` build the OCI spec with
- * src/oci, whose path helpers come from node:path.
+ * them (then delete the entry). None now: src/oci's path helpers come from
+ * src/util/path.ts.
  */
-const KNOWN: Record<string, string[]> = {
-  "node:path": ["src/oci/spec_opts.ts", "src/oci/user.ts"],
-};
+const KNOWN: Record<string, string[]> = {};
 
 function forbidden(mods: Map<string, Set<string>>): string[] {
   const out: string[] = [];
