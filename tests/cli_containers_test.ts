@@ -147,6 +147,23 @@ _, st = os.waitpid(pid, 0)
 sys.stdout.write(out.decode(errors="replace") + "\\nexit %d\\n" % os.waitstatus_to_exitcode(st))
 `;
 
+/** `berth -a SOCK -n NS ARGS…` run on a pty by PTY_DRIVER. */
+function berthOnPty(sock: string, args: string[]): Promise<Run> {
+  return run("python3", [
+    "-c",
+    PTY_DRIVER,
+    Deno.execPath(),
+    "run",
+    "-A",
+    new URL("../main.ts", import.meta.url).pathname,
+    "-a",
+    sock,
+    "-n",
+    NS,
+    ...args,
+  ]);
+}
+
 function lines(s: string): string[] {
   return s.split("\n").filter(Boolean);
 }
@@ -291,17 +308,7 @@ Deno.test({
       await t.step("run -it: a terminal session driven through a pty", async () => {
         // python3's pty module gives berth a real terminal of 27x91; the input
         // is typed once the session has shown its size.
-        const r = await run("python3", [
-          "-c",
-          PTY_DRIVER,
-          Deno.execPath(),
-          "run",
-          "-A",
-          new URL("../main.ts", import.meta.url).pathname,
-          "-a",
-          d.sock,
-          "-n",
-          NS,
+        const r = await berthOnPty(d.sock, [
           "run",
           "--rm",
           "-it",
@@ -355,17 +362,7 @@ Deno.test({
       });
 
       await t.step("exec -it: a terminal session in a running container", async () => {
-        const r = await run("python3", [
-          "-c",
-          PTY_DRIVER,
-          Deno.execPath(),
-          "run",
-          "-A",
-          new URL("../main.ts", import.meta.url).pathname,
-          "-a",
-          d.sock,
-          "-n",
-          NS,
+        const r = await berthOnPty(d.sock, [
           "exec",
           "-it",
           "sleeper",

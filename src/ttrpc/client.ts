@@ -489,15 +489,19 @@ export class TtrpcClient {
   }
 }
 
-/** The payload of a Response, or the error its status names. */
-async function settle(method: string, bytes: Uint8Array): Promise<Uint8Array> {
+/** The payload of a Response, or (rejected) the error its status names. */
+function settle(method: string, bytes: Uint8Array): Promise<Uint8Array> {
+  return new Promise((resolve) => resolve(payloadOf(method, bytes)));
+}
+
+function payloadOf(method: string, bytes: Uint8Array): Uint8Array {
   let res;
   try {
     res = fromBinary(ResponseSchema, bytes);
   } catch (err) {
     throw new BerthError("unknown", `${method}: undecodable reply`, { cause: err });
   }
-  if (res.status && res.status.code !== 0) throw await errorOf(res.status, method);
+  if (res.status && res.status.code !== 0) throw errorOf(res.status, method);
   return res.payload;
 }
 

@@ -248,8 +248,8 @@ export class TtrpcServer {
   }
 
   /** The wire status of a failed call, logged as containerd does: errors loudly, refusals at debug. */
-  async #failure(path: string, err: unknown): Promise<WireStatus> {
-    const status = await statusOf(err);
+  #failure(path: string, err: unknown): WireStatus {
+    const status = statusOf(err);
     if (status.code === Code.UNKNOWN || status.code === Code.INTERNAL) {
       this.#log.error("ttrpc call failed", {
         method: path,
@@ -365,7 +365,7 @@ export class TtrpcServer {
               create(m.desc.output, out as MessageInitShape<DescMessage>),
             );
           } catch (err) {
-            status = await this.#failure(path, err);
+            status = this.#failure(path, err);
           }
         }
       }
@@ -433,7 +433,7 @@ export class TtrpcServer {
           );
         }
       } catch (err) {
-        status = await this.#failure(path, err);
+        status = this.#failure(path, err);
       }
       finished = true;
       if (conn.signal.aborted) return; // Nobody is left to answer.
