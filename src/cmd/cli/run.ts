@@ -136,19 +136,20 @@ export async function attachSession(g: Globals, o: AttachOptions): Promise<numbe
   const raw = o.tty && o.stdin !== undefined && Deno.stdin.isTerminal();
   const cleanups: Array<() => void> = [];
   try {
+    const sized = o.tty && Deno.stdout.isTerminal();
+    const resize = () => {
+      const { columns, rows } = Deno.consoleSize();
+      return c.call(Tasks, "resizePty", {
+        containerId: o.id,
+        execId: o.execId,
+        width: columns,
+        height: rows,
+      })
+        .catch(() => {});
+    };
     // The terminal gets its size before the process starts (as ctr does):
     // a program that asks at once must not see 0x0.
-    if (o.tty && Deno.stdout.isTerminal()) {
-      const resize = () => {
-        const { columns, rows } = Deno.consoleSize();
-        return c.call(Tasks, "resizePty", {
-          containerId: o.id,
-          execId: o.execId,
-          width: columns,
-          height: rows,
-        })
-          .catch(() => {});
-      };
+    if (sized) {
       await resize();
       Deno.addSignalListener("SIGWINCH", resize);
       cleanups.push(() => Deno.removeSignalListener("SIGWINCH", resize));
@@ -156,15 +157,7 @@ export async function attachSession(g: Globals, o: AttachOptions): Promise<numbe
     await o.start();
     // An exec's process exists only once started: size it now (its first
     // instant may still see 0x0, as with ctr exec -t).
-    if (o.tty && o.execId && Deno.stdout.isTerminal()) {
-      const { columns, rows } = Deno.consoleSize();
-      await c.call(Tasks, "resizePty", {
-        containerId: o.id,
-        execId: o.execId,
-        width: columns,
-        height: rows,
-      }).catch(() => {});
-    }
+    if (sized && o.execId) await resize();
     // Signals: Ctrl-C and SIGTERM go to the process (as ctr's ForwardAllSignals
     // for these two); in raw mode Ctrl-C is a byte on stdin instead.
     for (const sig of ["SIGINT", "SIGTERM"] as const) {

@@ -58,9 +58,10 @@ function trimmingWhenIdle<T extends object>(handlers: T): T {
   };
   const out: Record<string, unknown> = {};
   for (const [name, fn] of Object.entries(handlers)) {
-    out[name] = (...args: unknown[]) => {
+    // Armed when a call ends, not when it starts: a long Wait is not idleness.
+    out[name] = async (...args: unknown[]) => {
       try {
-        return (fn as (...a: unknown[]) => unknown)(...args);
+        return await (fn as (...a: unknown[]) => unknown)(...args);
       } finally {
         arm();
       }
