@@ -13,7 +13,7 @@
  * Exiting only closes the socket, which is what the bench needs.
  */
 import * as grpc from "@grpc/grpc-js";
-import { grpcDefinition } from "../src/api/grpc.ts";
+import { grpcDefinition } from "../tests/_grpc.ts";
 import { Version } from "../src/gen/containerd/services/version/v1/version_pb.ts";
 
 function connect(sock: string): () => Promise<void> {

@@ -120,7 +120,7 @@ Deno.test("a client that closes its channel after many calls leaves the daemon s
   // 2.9.6's node:http2 corrupts its nghttp2 session after a few hundred
   // streams and aborts when the GOAWAY arrives (denoland/deno#36788).
   await using d = await startDaemon();
-  const { grpcDefinition } = await import("../src/api/grpc.ts");
+  const { grpcDefinition } = await import("./_grpc.ts");
   const { Version } = await import("../src/gen/containerd/services/version/v1/version_pb.ts");
   const Ctor = grpc.makeGenericClientConstructor(grpcDefinition(Version), "Version");
   for (let round = 0; round < 3; round++) {

@@ -2,10 +2,9 @@
  * The daemon's plugins: each serves one part of the API (or provides a store)
  * and is listed by the introspection service with containerd's type and id.
  */
-import type * as grpc from "@grpc/grpc-js";
 import type { DescService } from "@bufbuild/protobuf";
 import type { GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import { addService, type ServiceImpl } from "./grpc.ts";
+import type { GrpcServer, ServiceImpl } from "./grpc.ts";
 import type { Logger } from "../util/log.ts";
 import type { Config } from "../config/config.ts";
 import type { MetaDb } from "../metadata/db.ts";
@@ -48,18 +47,17 @@ export interface Daemon {
   onClose(fn: () => void | Promise<void>): void;
 }
 
+/** Where plugins add their services (served over gRPC, and over ttrpc too). */
 export class ServiceRegistry {
-  readonly grpc: grpc.Server;
-  #log: Logger;
-  constructor(server: grpc.Server, log: Logger) {
+  readonly grpc: GrpcServer;
+  constructor(server: GrpcServer) {
     this.grpc = server;
-    this.#log = log;
   }
   add<S extends GenServiceMethods>(
     service: DescService & { method: S },
     impl: ServiceImpl<S>,
   ): void {
-    addService(this.grpc, service, impl, this.#log);
+    this.grpc.addService(service, impl);
   }
 }
 

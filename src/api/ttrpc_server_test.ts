@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import * as grpc from "@grpc/grpc-js";
 import { Namespaces } from "../gen/containerd/services/namespaces/v1/namespace_pb.ts";
 import { Transfer } from "../gen/berth/images/v1/transfer_pb.ts";
 import { Content } from "../gen/containerd/services/content/v1/content_pb.ts";
@@ -7,7 +6,7 @@ import { isKind, notFound } from "../core/errdefs.ts";
 import { Exchange } from "../events/exchange.ts";
 import { Logger } from "../util/log.ts";
 import { TtrpcClient } from "../ttrpc/client.ts";
-import { addService } from "./grpc.ts";
+import { GrpcServer } from "./grpc.ts";
 import { servicesOf } from "./service.ts";
 import { startTtrpcServer } from "./ttrpc_server.ts";
 
@@ -19,31 +18,31 @@ const quiet = new Logger("error", {}, () => {});
  */
 Deno.test("services added to the gRPC server are served on the ttrpc socket too", async () => {
   const dir = await Deno.makeTempDir({ prefix: "berth-ttrpc-api-" });
-  const server = new grpc.Server();
+  const server = new GrpcServer({ log: quiet });
   const seen: string[] = [];
-  addService(server, Namespaces, {
+  server.addService(Namespaces, {
     // Not async: a handler that throws synchronously is answered like a rejection.
     get(req, ctx) {
       seen.push(`${ctx.namespaceOrUndefined ?? "-"} ${ctx.lease ?? "-"}`);
       if (req.name === "missing") throw notFound(`namespace "${req.name}"`);
       return Promise.resolve({ namespace: { name: req.name, labels: { ns: ctx.namespace() } } });
     },
-  }, quiet);
-  addService(server, Content, {
+  });
+  server.addService(Content, {
     async list(req, ctx, send) {
       for (const f of req.filters) await send({ info: [{ digest: `${ctx.namespace()}/${f}` }] });
     },
     async write(reqs, _ctx, send) {
       for await (const r of reqs) await send({ offset: BigInt(r.data.length) });
     },
-  }, quiet);
-  addService(server, Transfer, {
+  });
+  server.addService(Transfer, {
     async import(chunks) {
       let n = 0;
       for await (const c of chunks) n += c.data.length;
       return { images: [{ name: `bytes=${n}` }] };
     },
-  }, quiet);
+  });
   assert.deepEqual(servicesOf(server).map((s) => s.service.typeName), [
     "containerd.services.namespaces.v1.Namespaces",
     "containerd.services.content.v1.Content",
@@ -89,7 +88,7 @@ Deno.test("services added to the gRPC server are served on the ttrpc socket too"
     c.close();
     await c.done;
     ttrpc.close();
-    server.forceShutdown();
+    await server.shutdown(0);
     await Deno.remove(dir, { recursive: true });
   }
 });

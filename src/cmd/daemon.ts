@@ -2,9 +2,7 @@
  * `berth daemon`: serves the containerd API (and berth's own) on a unix socket.
  */
 import { parseArgs } from "node:util";
-import * as grpc from "@grpc/grpc-js";
-import type { Server as NetServer } from "node:net";
-import { listenFiltered } from "../api/h2_goaway.ts";
+import { GrpcServer } from "../api/grpc.ts";
 import {
   type Config,
   type ConfigInput,
@@ -50,34 +48,22 @@ Options:
 export class RunningDaemon {
   readonly daemon: Daemon;
   readonly plugins: readonly Plugin[];
-  #server: grpc.Server;
-  #listener: NetServer;
+  #server: GrpcServer;
   #closers: Array<() => void | Promise<void>>;
   constructor(
     daemon: Daemon,
-    server: grpc.Server,
-    listener: NetServer,
+    server: GrpcServer,
     plugins: readonly Plugin[],
     closers: Array<() => void | Promise<void>>,
   ) {
     this.daemon = daemon;
     this.#server = server;
-    this.#listener = listener;
     this.plugins = plugins;
     this.#closers = closers;
   }
   async close(): Promise<void> {
-    this.#listener.close(); // no new connections; open ones end with the server
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        this.#server.forceShutdown();
-        resolve();
-      }, 5000);
-      this.#server.tryShutdown(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    // No new connections or calls; the calls in flight get 5 s to end.
+    await this.#server.shutdown(5000);
     for (const fn of this.#closers.reverse()) {
       try {
         await fn();
@@ -88,7 +74,7 @@ export class RunningDaemon {
   }
 }
 
-async function listen(server: grpc.Server, config: Config): Promise<NetServer> {
+async function listen(server: GrpcServer, config: Config): Promise<void> {
   const sock = config.address;
   await Deno.mkdir(sock.slice(0, sock.lastIndexOf("/")) || "/", { recursive: true, mode: 0o711 });
   // A stale socket from a crashed daemon: remove it only if nobody answers on it.
@@ -100,17 +86,13 @@ async function listen(server: grpc.Server, config: Config): Promise<NetServer> {
     if (e instanceof Error && e.message.startsWith("Cannot listen")) throw e;
     await Deno.remove(sock).catch(() => {});
   }
-  // Not bindAsync: connections go through a filter that keeps Deno's http2
-  // from crashing on client GOAWAY frames (see h2_goaway.ts).
-  let listener: NetServer;
   try {
-    listener = await listenFiltered(server, grpc.ServerCredentials.createInsecure(), sock);
+    server.listen(sock);
   } catch (e) {
     throw new Error(`Cannot listen on ${sock}: ${(e as Error).message}`);
   }
   await Deno.chmod(sock, 0o660);
   await Deno.chown(sock, 0, config.gid).catch(() => {});
-  return listener;
 }
 
 /** Starts a daemon with `config`; used by `berth daemon` and by tests. */
@@ -160,11 +142,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<RunningD
     uuid: db.serverValue("uuid", () => crypto.randomUUID()),
     onClose: (fn) => closers.push(fn),
   };
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": 16 << 20,
-    "grpc.max_send_message_length": 16 << 20,
+  const server = new GrpcServer({
+    log,
+    maxReceiveMessageLength: 16 << 20,
+    maxSendMessageLength: 16 << 20,
   });
-  const registry = new ServiceRegistry(server, log);
+  const registry = new ServiceRegistry(server);
   const plugins = allPlugins();
   for (const p of plugins) {
     await p.register({ daemon, server: registry });
@@ -176,9 +159,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<RunningD
   closers.push(() => ttrpc.close());
   await tasks.reload();
   closers.push(() => tasks.close());
-  const listener = await listen(server, config);
+  await listen(server, config);
   log.info("serving", { address: config.address, root: config.root, version: VERSION });
-  return new RunningDaemon(daemon, server, listener, plugins, closers);
+  return new RunningDaemon(daemon, server, plugins, closers);
 }
 
 export async function daemonMain(args: string[]): Promise<number> {
