@@ -52,6 +52,12 @@ export interface H2Options {
 
 /** Queued output beyond which a streaming writer waits. */
 const HIGH_WATER = 1 << 20;
+/**
+ * Queued output beyond which the client is taken to have stopped reading
+ * (unary answers do not wait for the queue): the connection is closed rather
+ * than the daemon's memory growing without bound.
+ */
+const MAX_QUEUED = 64 << 20;
 /** Largest header block (all fragments) we buffer for one request. */
 const MAX_HEADER_BLOCK = 256 << 10;
 const READ_BUFFER = 32 << 10;
@@ -240,6 +246,7 @@ export class H2Connection {
   #connWindow: number;
   #maxStreams: number;
   #decoder: HpackDecoder;
+  #maxHeaderList: number;
   #encoder = new HpackEncoder();
   #streams = new Map<number, ServerStream>();
   #lastStreamId = 0;
@@ -267,7 +274,8 @@ export class H2Connection {
     this.streamWindow = opts.streamWindow ?? 1 << 20;
     this.#connWindow = opts.connectionWindow ?? 16 << 20;
     this.#maxStreams = opts.maxConcurrentStreams ?? 1000;
-    this.#decoder = new HpackDecoder(4096);
+    this.#maxHeaderList = opts.maxHeaderListSize ?? 64 << 10;
+    this.#decoder = new HpackDecoder(4096, { maxHeaderListSize: this.#maxHeaderList });
   }
 
   /** Resolves when the connection has ended. */
@@ -285,7 +293,7 @@ export class H2Connection {
     this.#queue(settingsFrame([
       [Setting.MAX_CONCURRENT_STREAMS, this.#maxStreams],
       [Setting.INITIAL_WINDOW_SIZE, this.streamWindow],
-      [Setting.MAX_HEADER_LIST_SIZE, this.#o.maxHeaderListSize ?? 1 << 20],
+      [Setting.MAX_HEADER_LIST_SIZE, this.#maxHeaderList],
       [Setting.ENABLE_PUSH, 0],
     ]));
     if (this.#connWindow > DEFAULT_WINDOW) {
@@ -691,6 +699,10 @@ export class H2Connection {
     if (this.#closed) return;
     this.#out.push(bytes);
     this.#outBytes += bytes.length;
+    if (this.#outBytes > MAX_QUEUED) {
+      this.#o.onError?.(new Error(`the client reads nothing: ${this.#outBytes} bytes queued`));
+      return this.close();
+    }
     if (!this.#flushScheduled && !this.#flushing) {
       this.#flushScheduled = true;
       // After the current task: whatever else it queues goes in the same write.
