@@ -45,6 +45,7 @@ import {
   type ShimCommand,
   shimCommandOf,
   ShimConnection,
+  ShimConnectionPool,
   shimDelete,
   ShimLog,
   shimStart,
@@ -123,6 +124,8 @@ export class TaskManager {
   #tasks = new Map<string, ShimTask>();
   #creating = new Set<string>();
   #closing = false;
+  /** One connection per shim and namespace, shared by the tasks it serves. */
+  #conns = new ShimConnectionPool();
 
   constructor(opts: TaskManagerOptions) {
     this.#o = opts;
@@ -207,10 +210,10 @@ export class TaskManager {
     let conn: ShimConnection | undefined;
     try {
       await bundle.writeShimBinaryPath(shim.binary);
-      shimLog = await ShimLog.open(bundle.logFifo, log);
+      shimLog = await this.#openShimLog(bundle, shim, log);
       const address = await shimStart(this.#binaryOptions(bundle, shim), options);
       await bundle.writeAddress(address);
-      conn = await ShimConnection.connect(address, ns);
+      conn = await this.#conns.connect(address, ns);
       const { pid } = await conn.client.call(Task, "create", {
         id,
         bundle: bundle.path,
@@ -231,7 +234,7 @@ export class TaskManager {
       if (conn) {
         // As containerd: the shim deletes what it created and exits if idle.
         await conn.client.call(Task, "delete", { id }, { timeout: 10_000 }).catch(() => {});
-        await conn.client.call(Task, "shutdown", { id }, { timeout: 5_000 }).catch(() => {});
+        await conn.shutdown(id).catch(() => {});
         conn.close();
       }
       shimLog?.close();
@@ -346,7 +349,7 @@ export class TaskManager {
     }
     this.#tasks.delete(`${ns}/${id}`);
     // The shim exits once it serves no container; a closed connection is fine.
-    await task.conn.client.call(Task, "shutdown", { id }, { timeout: 5_000 }).catch(() => {});
+    await task.conn.shutdown(id).catch(() => {});
     task.conn.close();
     task.shimLog?.close();
     await task.bundle.delete(this.#log);
@@ -409,12 +412,12 @@ export class TaskManager {
       binary = shim.binary;
     }
     const shim = shimCommandOf(binary);
-    const shimLog = await ShimLog.open(bundle.logFifo, log);
+    const shimLog = await this.#openShimLog(bundle, shim, log);
     const address = await bundle.address();
     let conn: ShimConnection | undefined;
     try {
       if (!address) throw new Error("the bundle has no shim address");
-      conn = await ShimConnection.connect(address, ns);
+      conn = await this.#conns.connect(address, ns);
       const c = await conn.client.call(Task, "connect", { id }, { timeout: LOAD_TIMEOUT_MS });
       const task = new ShimTask(bundle, shim, conn, shimLog);
       this.#tasks.set(`${ns}/${id}`, task);
@@ -427,6 +430,15 @@ export class TaskManager {
     }
   }
 
+  /**
+   * The daemon's reader of the shim's log FIFO. berth's own shim logs to a
+   * file beside its socket and never opens the FIFO, so its tasks get none.
+   */
+  async #openShimLog(bundle: Bundle, shim: ShimCommand, log: Logger) {
+    if (shim.binary === BERTH_SHIM) return undefined;
+    return await ShimLog.open(bundle.logFifo, log);
+  }
+
   /** Lets go of every shim (they keep running) at daemon shutdown. */
   close(): void {
     this.#closing = true;
@@ -435,6 +447,7 @@ export class TaskManager {
       t.shimLog?.close();
     }
     this.#tasks.clear();
+    this.#conns.close();
   }
 }
 

@@ -2,7 +2,8 @@
  * The daemon's side of shim v2: resolving a runtime name to a shim command,
  * the binary protocol (`start` prints the shim's ttrpc address, `delete`
  * cleans up after a dead shim and prints a DeleteResponse), and the ttrpc
- * connection to a running shim's `containerd.task.v2.Task` service.
+ * connections to running shims' `containerd.task.v2.Task` service (one per
+ * shim and namespace, shared by the tasks that shim serves).
  *
  * Runtime names resolve as in containerd 1.6: the config's
  * `[runtimes."<name>"]` mapping first; then an absolute path is the shim
@@ -11,7 +12,11 @@
  */
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type Any, AnySchema } from "@bufbuild/protobuf/wkt";
-import { type DeleteResponse, DeleteResponseSchema } from "../gen/containerd/task/v2/shim_pb.ts";
+import {
+  type DeleteResponse,
+  DeleteResponseSchema,
+  Task,
+} from "../gen/containerd/task/v2/shim_pb.ts";
 import { TtrpcClient } from "../ttrpc/mod.ts";
 import type { RuntimeConfig } from "../config/config.ts";
 import { BerthError, invalidArgument, notFound } from "../core/errdefs.ts";
@@ -309,17 +314,17 @@ export class ShimLog {
   }
 
   async #copy(log: Logger): Promise<void> {
-    const buf = new Uint8Array(4 * 1024);
     let pending = "";
     while (!this.#closed) {
-      let n: number | null;
+      let chunk: Uint8Array | null;
       try {
-        n = await this.#file.read(buf);
+        // No buffer is held while the shim is silent, which is nearly always.
+        chunk = await this.#file.readChunk(4 * 1024);
       } catch {
         break;
       }
-      if (n === null) break;
-      pending += dec.decode(buf.subarray(0, n), { stream: true });
+      if (chunk === null) break;
+      pending += dec.decode(chunk, { stream: true });
       const lines = pending.split("\n");
       pending = lines.pop()!;
       for (const line of lines) if (line.trim() && !this.#closed) log.debug("shim: " + line);
@@ -335,26 +340,159 @@ export class ShimLog {
   }
 }
 
-/** A ttrpc connection to a shim, scoped to one task id and namespace. */
+/** One connection to a shim in one namespace, and the tasks sharing it. */
+interface Shared {
+  key: string;
+  client: TtrpcClient;
+  shares: Set<ShimConnection>;
+  /** The connection has ended and its shares were told. */
+  ended: boolean;
+}
+
+/** What a share asks of its pool. */
+interface PoolHooks {
+  /** The share is given back. */
+  release(conn: ShimConnection): void;
+  /** Later shares must not get this connection. */
+  retire(shared: Shared): void;
+}
+
+/**
+ * The daemon's connections to its shims: one per (shim address, namespace),
+ * shared by every task that shim serves. berth's shim serves all of a
+ * namespace's containers, and a connection per task would cost both sides a
+ * socket, a frame reader and its pending read per container for nothing:
+ * ttrpc multiplexes calls on one connection. (A shim that serves one
+ * container, like containerd-shim-runc-v2, gets one connection as before.)
+ *
+ * A connection stays open while a task holds a share of it; when the shim
+ * goes away, every share sees its `done`.
+ */
+export class ShimConnectionPool {
+  #open = new Map<string, Shared>();
+  #connecting = new Map<string, Promise<Shared>>();
+  #hooks: PoolHooks = {
+    release: (conn) => this.#release(conn),
+    retire: (shared) => this.#retire(shared),
+  };
+
+  /** A share of the connection to the shim at `address`, for calls in namespace `namespace`. */
+  async connect(address: string, namespace: string): Promise<ShimConnection> {
+    const key = `${namespace}\n${address}`;
+    let shared = this.#open.get(key);
+    if (!shared || shared.client.closed) {
+      let connecting = this.#connecting.get(key);
+      if (!connecting) {
+        // Tasks reloaded in parallel (or created at once) wait for one connect.
+        connecting = this.#dial(key, address, namespace);
+        this.#connecting.set(key, connecting);
+        const forget = () => {
+          if (this.#connecting.get(key) === connecting) this.#connecting.delete(key);
+        };
+        connecting.then(forget, forget);
+      }
+      shared = await connecting;
+    }
+    const conn = new ShimConnection(shared, address, this.#hooks);
+    // A connection that ended while this waited: the share starts ended.
+    if (shared.ended) conn.ended();
+    else shared.shares.add(conn);
+    return conn;
+  }
+
+  async #dial(key: string, address: string, namespace: string): Promise<Shared> {
+    const client = await TtrpcClient.connect(address, { namespace });
+    const shared: Shared = { key, client, shares: new Set(), ended: false };
+    this.#open.set(key, shared);
+    client.done.then(() => {
+      // The shim went away (or the last share closed it): every task sees it.
+      shared.ended = true;
+      this.#retire(shared);
+      for (const s of shared.shares) s.ended();
+      shared.shares.clear();
+    });
+    return shared;
+  }
+
+  #retire(shared: Shared): void {
+    if (this.#open.get(shared.key) === shared) this.#open.delete(shared.key);
+  }
+
+  #release(conn: ShimConnection): void {
+    const shared = conn.shared;
+    if (!shared.shares.delete(conn)) return;
+    if (shared.shares.size === 0) {
+      this.#retire(shared);
+      shared.client.close();
+    }
+  }
+
+  /** How many connections new shares can get (for tests and diagnostics). */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /** Closes every connection (daemon shutdown); every share ends. */
+  close(): void {
+    for (const shared of [...this.#open.values()]) shared.client.close();
+  }
+}
+
+/**
+ * One task's share of a {@link ShimConnectionPool} connection: calls go on
+ * the shared client (whose namespace is the task's); `close()` gives the
+ * share back, and the connection closes with its last share.
+ */
 export class ShimConnection {
+  /** The shared client: close the share, never the client. */
   readonly client: TtrpcClient;
   readonly address: string;
+  /** @internal */
+  readonly shared: Shared;
+  #hooks: PoolHooks;
+  #closed = false;
+  #done: Promise<void>;
+  #resolveDone!: () => void;
 
-  private constructor(client: TtrpcClient, address: string) {
-    this.client = client;
+  /** @internal Made by {@link ShimConnectionPool.connect}. */
+  constructor(shared: Shared, address: string, hooks: PoolHooks) {
+    this.shared = shared;
+    this.client = shared.client;
     this.address = address;
+    this.#hooks = hooks;
+    this.#done = new Promise((r) => this.#resolveDone = r);
   }
 
-  static async connect(address: string, namespace: string): Promise<ShimConnection> {
-    return new ShimConnection(await TtrpcClient.connect(address, { namespace }), address);
-  }
-
-  /** Resolves when the connection has ended (the shim went away, or close()). */
+  /**
+   * Resolves when this share has ended: the connection ended (the shim went
+   * away) or the share was closed. Per share, so a task that is gone leaves
+   * nothing waiting on a connection that other tasks keep open.
+   */
   get done(): Promise<void> {
-    return this.client.done;
+    return this.#done;
   }
 
+  /** @internal The shared connection ended. */
+  ended(): void {
+    this.#closed = true;
+    this.#resolveDone();
+  }
+
+  /**
+   * Task.Shutdown for task `id`. A shim serving no container may exit after
+   * it, so later tasks get a new connection rather than this one, which may
+   * be closing; the tasks holding it keep it.
+   */
+  async shutdown(id: string, timeout = 5_000): Promise<void> {
+    this.#hooks.retire(this.shared);
+    await this.client.call(Task, "shutdown", { id }, { timeout });
+  }
+
+  /** Gives this share back; the last one closes the connection. */
   close(): void {
-    this.client.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#hooks.release(this);
+    this.#resolveDone();
   }
 }

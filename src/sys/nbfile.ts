@@ -23,6 +23,17 @@ const EINTR = 4;
 const EIO = 5;
 const EAGAIN = 11;
 
+/** The most {@link NonBlockingFile.readChunk} takes by default. */
+const CHUNK = 32 * 1024;
+/** {@link NonBlockingFile}'s internal verdicts of a read(2) that must be tried again. */
+const AGAIN = -1;
+const INTERRUPTED = -2;
+/**
+ * Where every readChunk of the process reads: read(2) on these non-blocking
+ * fds is a synchronous call, so no two reads ever use it at once.
+ */
+let scratch = new Uint8Array(0);
+
 /** How a {@link NonBlockingFile} reads. */
 export interface NonBlockingOptions {
   /** A name for errors (the path, or `pty master /dev/ptmx`). */
@@ -75,27 +86,57 @@ export class NonBlockingFile {
     if (p.length === 0) return 0;
     let wait = this.#pollBeforeRead;
     for (;;) {
-      if (wait) {
-        try {
-          await this.#w.ready(POLLIN);
-        } catch (err) {
-          if (err instanceof Deno.errors.BadResource) return null;
-          throw err;
-        }
-      }
-      if (this.#w.closed) return null;
-      const n = Number(libc().read(this.#w.fd, p, BigInt(p.length)));
-      if (n > 0) return n;
-      if (n === 0) return null;
-      const e = errno();
-      if (e === EIO && this.#eioIsEof) return null;
-      if (e === EINTR) {
-        wait = false;
-        continue;
-      }
-      if (e !== EAGAIN) throw new SysError("read", e, this.name);
-      wait = true;
+      if (wait && !(await this.#readable())) return null;
+      const n = this.#tryRead(p);
+      if (n === AGAIN) wait = true;
+      else if (n === INTERRUPTED) wait = false;
+      else return n;
     }
+  }
+
+  /**
+   * Reads what is there, up to `max` bytes, into a new buffer of just that
+   * size; null at end of file or once closed. Unlike {@link read}, a read
+   * that has to wait holds no buffer meanwhile: the bytes land in one
+   * process-wide scratch buffer (the read itself is a synchronous call) and
+   * are copied out. A stdin nobody types into, or a silent pty, then costs
+   * nothing but its poll entry however long it stays idle.
+   */
+  async readChunk(max: number = CHUNK): Promise<Uint8Array | null> {
+    if (!(max > 0)) throw new RangeError(`readChunk: max must be positive, got ${max}`);
+    let wait = this.#pollBeforeRead;
+    for (;;) {
+      if (wait && !(await this.#readable())) return null;
+      if (scratch.length < max) scratch = new Uint8Array(max);
+      const n = this.#tryRead(scratch.subarray(0, max));
+      if (n === AGAIN) wait = true;
+      else if (n === INTERRUPTED) wait = false;
+      else return n === null ? null : scratch.slice(0, n);
+    }
+  }
+
+  /** Waits until the fd is readable; false once the file is closed. */
+  async #readable(): Promise<boolean> {
+    try {
+      await this.#w.ready(POLLIN);
+      return true;
+    } catch (err) {
+      if (err instanceof Deno.errors.BadResource) return false;
+      throw err;
+    }
+  }
+
+  /** One read(2): the byte count, null at end of file, or why it must be retried. */
+  #tryRead(p: Uint8Array): number | null | typeof AGAIN | typeof INTERRUPTED {
+    if (this.#w.closed) return null;
+    const n = Number(libc().read(this.#w.fd, p, BigInt(p.length)));
+    if (n > 0) return n;
+    if (n === 0) return null;
+    const e = errno();
+    if (e === EIO && this.#eioIsEof) return null;
+    if (e === EINTR) return INTERRUPTED;
+    if (e !== EAGAIN) throw new SysError("read", e, this.name);
+    return AGAIN;
   }
 
   /** Writes some of `p`; resolves how many bytes were taken. */
@@ -123,11 +164,11 @@ export class NonBlockingFile {
   /** The content as a stream; it ends at end of file or when the file is closed. */
   get readable(): ReadableStream<Uint8Array> {
     return new ReadableStream<Uint8Array>({
+      // readChunk: a pull waiting on a silent terminal holds no buffer.
       pull: async (ctl) => {
-        const buf = new Uint8Array(32 * 1024);
-        const n = await this.read(buf);
-        if (n === null) ctl.close();
-        else ctl.enqueue(buf.subarray(0, n));
+        const chunk = await this.readChunk();
+        if (chunk === null) ctl.close();
+        else ctl.enqueue(chunk);
       },
     }, { highWaterMark: 0 });
   }

@@ -45,6 +45,39 @@ Deno.test("a FIFO read waits for a writer, gets its data, then end of file", asy
   }
 });
 
+Deno.test("readChunk waits for a writer, returns just the bytes read, at most max, then null", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await mkfifo(`${dir}/in`);
+    using f = openFifo(`${dir}/in`, "read");
+    const first = f.readChunk(4);
+    const early = await Promise.race([
+      first,
+      new Promise((r) => setTimeout(() => r("pending"), 100)),
+    ]);
+    assert.equal(early, "pending");
+    const w = await Deno.open(`${dir}/in`, { write: true });
+    await w.write(new TextEncoder().encode("hello world"));
+    const a = await within(5000, "readChunk", first);
+    assert.equal(new TextDecoder().decode(a!), "hell");
+    // Each chunk is its own buffer of its own length, not a view of a shared one.
+    assert.equal(a!.byteLength, 4);
+    assert.equal(a!.buffer.byteLength, 4);
+    const b = await within(5000, "readChunk", f.readChunk());
+    assert.equal(new TextDecoder().decode(b!), "o world");
+    assert.equal(new TextDecoder().decode(a!), "hell");
+    w.close();
+    assert.equal(await within(5000, "readChunk at EOF", f.readChunk()), null);
+    // A closed file ends a pending readChunk with null too.
+    const again = openFifo(`${dir}/in`, "read");
+    const pending = again.readChunk();
+    again.close();
+    assert.equal(await within(5000, "readChunk of a closed file", pending), null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("idle FIFOs hold no pool threads: file operations go on with 48 reads pending", async () => {
   // Deno's blocking pool has 32 threads; a read per FIFO parked on it would
   // leave none for Deno.readTextFile below, which would then never finish.

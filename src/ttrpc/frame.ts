@@ -77,7 +77,15 @@ export interface ByteWriter {
   write(p: Uint8Array): Promise<number>;
 }
 
-const CHUNK = 64 * 1024;
+/**
+ * The reader's own buffer: headers and small frames. A connection spends
+ * nearly all its life waiting in a read into this buffer (a daemon holds one
+ * per shim, a shim one per client), so it is kept small; a frame that does
+ * not fit is read straight into a buffer of its own size instead.
+ */
+const BUFFER = 4 * 1024;
+/** Bytes per read while skipping an oversized payload. */
+const DISCARD_CHUNK = 64 * 1024;
 
 /**
  * Reads frames off a byte stream. `next()` resolves null at a clean end of
@@ -85,7 +93,7 @@ const CHUNK = 64 * 1024;
  */
 export class FrameReader {
   #r: ByteReader;
-  #buf = new Uint8Array(CHUNK);
+  #buf = new Uint8Array(BUFFER);
   #start = 0;
   #end = 0;
 
@@ -93,19 +101,14 @@ export class FrameReader {
     this.#r = r;
   }
 
-  /** Makes sure `n` bytes are buffered; false at end of stream. */
+  /** Makes sure `n` (at most the buffer's size) bytes are buffered; false at end of stream. */
   async #fill(n: number): Promise<boolean> {
     while (this.#end - this.#start < n) {
       if (this.#buf.length - this.#start < n || this.#end === this.#buf.length) {
-        // Move the unread bytes to the front; grow when one frame does not fit.
-        const have = this.#end - this.#start;
-        if (this.#buf.length < n) {
-          const next = new Uint8Array(Math.max(n, CHUNK));
-          next.set(this.#buf.subarray(this.#start, this.#end));
-          this.#buf = next;
-        } else this.#buf.copyWithin(0, this.#start, this.#end);
+        // Move the unread bytes to the front.
+        this.#buf.copyWithin(0, this.#start, this.#end);
+        this.#end -= this.#start;
         this.#start = 0;
-        this.#end = have;
       }
       const got = await this.#r.read(this.#buf.subarray(this.#end));
       if (got === null) return false;
@@ -114,20 +117,36 @@ export class FrameReader {
     return true;
   }
 
+  /**
+   * A payload of `n` bytes that does not fit the buffer: what is buffered
+   * goes first, the rest is read directly into the payload (never past it,
+   * so the next frame stays unread).
+   */
+  async #readLarge(n: number): Promise<Uint8Array> {
+    const payload = new Uint8Array(n);
+    let have = this.#end - this.#start;
+    payload.set(this.#buf.subarray(this.#start, this.#end));
+    this.#start = this.#end = 0;
+    while (have < n) {
+      const got = await this.#r.read(payload.subarray(have));
+      if (got === null) throw new Error("ttrpc: connection closed inside a message");
+      have += got;
+    }
+    return payload;
+  }
+
   /** Drops `n` payload bytes without keeping them (for oversized frames). */
   async #discard(n: number): Promise<void> {
+    const take = Math.min(this.#end - this.#start, n);
+    this.#start += take;
+    n -= take;
+    if (n === 0) return;
+    this.#start = this.#end = 0;
+    const sink = new Uint8Array(Math.min(n, DISCARD_CHUNK));
     while (n > 0) {
-      const have = this.#end - this.#start;
-      if (have === 0) {
-        this.#start = this.#end = 0;
-        const got = await this.#r.read(this.#buf);
-        if (got === null) throw new Error("ttrpc: connection closed inside an oversized message");
-        this.#end = got;
-        continue;
-      }
-      const take = Math.min(have, n);
-      this.#start += take;
-      n -= take;
+      const got = await this.#r.read(sink.subarray(0, Math.min(n, sink.length)));
+      if (got === null) throw new Error("ttrpc: connection closed inside an oversized message");
+      n -= got;
     }
   }
 
@@ -149,15 +168,14 @@ export class FrameReader {
       await this.#discard(length);
       return { streamId, type, flags, payload: null, length };
     }
+    if (length > this.#buf.length) {
+      return { streamId, type, flags, payload: await this.#readLarge(length), length };
+    }
     if (!(await this.#fill(length))) throw new Error("ttrpc: connection closed inside a message");
     // A copy: the buffer is reused for the next frames.
     const payload = this.#buf.slice(this.#start, this.#start + length);
     this.#start += length;
-    if (this.#start === this.#end && this.#buf.length > CHUNK) {
-      // Give back the room a large message needed.
-      this.#buf = new Uint8Array(CHUNK);
-      this.#start = this.#end = 0;
-    }
+    if (this.#start === this.#end) this.#start = this.#end = 0;
     return { streamId, type, flags, payload, length };
   }
 }

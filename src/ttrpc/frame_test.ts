@@ -101,6 +101,33 @@ Deno.test("FrameReader handles a large frame after small ones", async () => {
   assert.equal(await r.next(), null);
 });
 
+Deno.test("FrameReader waits with a small buffer, before and after a large frame", async () => {
+  // What an idle connection holds is the buffer of its pending read.
+  const big = new Uint8Array(200_000).map((_, i) => (i * 7) & 0xff);
+  const all = [
+    ...encodeFrame(1, 2, new Uint8Array([1])),
+    ...encodeFrame(3, 2, big),
+    ...encodeFrame(5, 2, new Uint8Array([5, 5])),
+  ];
+  // The large frame's tail and the next frame arrive in one read.
+  const source = chunks(all.slice(0, 30_000), all.slice(30_000));
+  const sizes: number[] = [];
+  const r = new FrameReader({
+    read(p) {
+      sizes.push(p.length);
+      return source.read(p);
+    },
+  });
+  assert.deepEqual([...(await r.next())!.payload!], [1]);
+  assert.deepEqual((await r.next())!.payload, big);
+  assert.deepEqual([...(await r.next())!.payload!], [5, 5]);
+  assert.equal(await r.next(), null);
+  assert.ok(sizes[0]! <= 4096, `first read offered ${sizes[0]} bytes`);
+  assert.ok(sizes.at(-1)! <= 4096, `the read at the end offered ${sizes.at(-1)} bytes`);
+  // The large payload was read into its own buffer: one read for what the first chunk left.
+  assert.ok(sizes.some((n) => n > 100_000), `reads offered ${sizes.join(", ")}`);
+});
+
 Deno.test("FrameWriter never interleaves frames and finishes short writes", async () => {
   const written: number[] = [];
   // A writer that takes at most 3 bytes per call and yields between calls.

@@ -57,11 +57,22 @@ async function writeAll(sink: Sink, chunk: Uint8Array): Promise<void> {
 }
 
 /**
- * Bytes per read of a process's output. A silent process keeps one read
- * pending per stream for its whole life; Deno's default for a pipe is a
- * 64 KiB buffer each, ~2.5 MB for 20 containers doing nothing.
+ * Bytes per read of a process's output: a silent process keeps one read
+ * pending per stream for its whole life, holding its buffer (Deno's default
+ * for a pipe is 64 KiB each, ~2.5 MB for 20 containers doing nothing). So
+ * reads start at PUMP_MIN, double while they come back full (a chatty
+ * process), and shrink to fit what the last read got.
  */
-const PUMP_CHUNK = 8 * 1024;
+const PUMP_MIN = 1024;
+const PUMP_MAX = 64 * 1024;
+
+/** The buffer size for the read after one that got `got` bytes into `size`. */
+export function nextPumpSize(size: number, got: number): number {
+  if (got >= size) return Math.min(size * 2, PUMP_MAX);
+  let next = PUMP_MIN;
+  while (next < got) next *= 2;
+  return Math.min(next, PUMP_MAX);
+}
 
 /** Copies a readable stream to a sink until EOF; errors on the sink drop output, never the process. */
 async function pump(src: ReadableStream<Uint8Array>, sink: Sink | undefined): Promise<void> {
@@ -82,12 +93,16 @@ async function pump(src: ReadableStream<Uint8Array>, sink: Sink | undefined): Pr
   const reader = byob ?? src.getReader();
   try {
     if (byob) {
-      let buf: Uint8Array<ArrayBuffer> = new Uint8Array(PUMP_CHUNK);
+      let buf: Uint8Array<ArrayBuffer> = new Uint8Array(PUMP_MIN);
       for (;;) {
         const { value, done } = await byob.read(buf);
         if (done || !value) break;
         await deliver(value);
-        buf = new Uint8Array(value.buffer); // the read transferred it to `value`
+        const size = nextPumpSize(value.buffer.byteLength, value.length);
+        // The read transferred the buffer to `value`: reuse it when the size stays.
+        buf = size === value.buffer.byteLength
+          ? new Uint8Array(value.buffer)
+          : new Uint8Array(size);
       }
     } else {
       const r = reader as ReadableStreamDefaultReader<Uint8Array>;
@@ -157,7 +172,6 @@ export class ProcessIo {
   }
 
   async #copyStdin(): Promise<void> {
-    const buf = new Uint8Array(32 * 1024);
     const w = this.#stdinWriter!;
     try {
       const f = openFifo(this.#stdinPath, "read");
@@ -165,9 +179,10 @@ export class ProcessIo {
       else {
         this.#stdin = f;
         for (;;) {
-          const n = await f.read(buf);
-          if (n === null || this.#stdinClosed) break;
-          await w.write(buf.slice(0, n));
+          // No buffer is held while waiting: `ctr run -d` makes a stdin FIFO it never opens.
+          const chunk = await f.readChunk();
+          if (chunk === null || this.#stdinClosed) break;
+          await w.write(chunk);
         }
       }
     } catch { /* the FIFO is gone, or the process went away */ }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ProcessIo } from "./io.ts";
+import { nextPumpSize, ProcessIo } from "./io.ts";
 
 async function mkfifo(path: string): Promise<void> {
   const r = await new Deno.Command("mkfifo", { args: [path] }).output();
@@ -72,6 +72,45 @@ Deno.test("process io: stdout and stderr go to their own FIFO and file", async (
       }),
       /unsupported IO URI "tcp:\/\/x"/,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("process io: output reads grow while they come back full and shrink to fit", () => {
+  // A quiet stream's pending read holds 1 KiB; a chatty one reaches 64 KiB reads.
+  assert.equal(nextPumpSize(1024, 10), 1024);
+  assert.equal(nextPumpSize(1024, 1024), 2048);
+  let size = 1024;
+  for (let i = 0; i < 10; i++) size = nextPumpSize(size, size);
+  assert.equal(size, 64 * 1024);
+  assert.equal(nextPumpSize(64 * 1024, 3000), 4096);
+  assert.equal(nextPumpSize(4096, 5), 1024);
+});
+
+Deno.test("process io: a burst and a trickle from a real process arrive whole and in order", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "berth-io-" });
+  try {
+    // 300 000 bytes at once, then small writes after pauses.
+    const child = new Deno.Command("sh", {
+      args: [
+        "-c",
+        "printf start; head -c 300000 /dev/zero | tr '\\0' a; sleep 0.1; printf mid; sleep 0.1; printf end",
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const io = await ProcessIo.attach(child, {
+      stdin: "",
+      stdout: `file://${dir}/out.log`,
+      stderr: "",
+      terminal: false,
+    });
+    await child.status;
+    await io.drained();
+    const text = await Deno.readTextFile(`${dir}/out.log`);
+    assert.equal(text, "start" + "a".repeat(300_000) + "midend");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
