@@ -38,7 +38,10 @@ const TRIM_IDLE_MS = 1000;
 /**
  * Wraps every handler so that, once calls stop for {@link TRIM_IDLE_MS}, the
  * shim collects its garbage (when V8 exposes `gc`, see SHIM_V8_FLAGS) and
- * hands glibc's freed heap back to the kernel. A shim lives long and idles
+ * hands glibc's freed heap back to the kernel. The collection is V8's
+ * "last resort" one, which compacts and releases emptied heap pages: ~7 ms
+ * against ~4 ms for a plain one, and ~2.5 MB less resident with 20
+ * containers (bench/run). A shim lives long and idles
  * almost always; without this it keeps the high-water mark of its busiest
  * moment (a burst of starts leaves several MB of freed memory resident).
  */
@@ -46,7 +49,11 @@ function trimmingWhenIdle<T extends object>(handlers: T): T {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const trim = () => {
     timer = undefined;
-    (globalThis as { gc?: () => void }).gc?.();
+    (globalThis as { gc?: (o?: object) => void }).gc?.({
+      type: "major",
+      execution: "sync",
+      flavor: "last-resort",
+    });
     try {
       libc().malloc_trim(0n);
     } catch { /* not glibc: nothing to give back this way */ }
