@@ -3,9 +3,10 @@
  * machine, the same image and the same client (`deno task bench:run`, as root).
  *
  * Both daemons get the same one-layer busybox image (tests/_images.ts builds
- * it; `ctr images import` loads it into each). Measured, daemons taking turns:
+ * it; `ctr images import` loads it into each). Measured, the daemons taking
+ * turns within each step (the warm runs in turns of five):
  *
- * - warm `run --rm IMAGE true` latency, median of BENCH_RUN_WARM (10) after
+ * - warm `run --rm IMAGE true` latency, median of BENCH_RUN_WARM (20) after
  *   one unmeasured run: Debian's `ctr run --rm` against each daemon, and the
  *   berth CLI's `berth run --rm` against berth;
  * - the time to start BENCH_RUN_CONTAINERS (20) `sleep 600` containers with
@@ -23,9 +24,15 @@ import { busyboxImageArchive } from "../tests/_images.ts";
 
 const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const REFENV = Deno.env.get("BENCH_REFENV") ?? `${REPO}/../shared/refenv`;
-const WARM = Number(Deno.env.get("BENCH_RUN_WARM") ?? 10);
+const WARM = Number(Deno.env.get("BENCH_RUN_WARM") ?? 20);
 const COUNT = Number(Deno.env.get("BENCH_RUN_CONTAINERS") ?? 20);
-const NS = "bench";
+/**
+ * One namespace per daemon: ctr puts a container in the cgroup
+ * /NAMESPACE/ID, and with both daemons' containers alive at once, the same
+ * names would share cgroups (each runc delete then waits on the other
+ * daemon's processes).
+ */
+const NS = { berth: "bench-b", containerd: "bench-c" };
 const IMAGE = "localhost/tasks-bb:latest";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -99,9 +106,9 @@ async function startBerth(): Promise<Target> {
   return {
     name: "berth",
     daemonPid: d.pid,
-    ctr: ["-a", d.sock, "-n", NS],
+    ctr: ["-a", d.sock, "-n", NS.berth],
     shimPids: () => pidsWith(" shim ", `${d.dir}/state`, " serve"),
-    cliRun: d.cli("-n", NS, "run", "--rm", IMAGE, "true"),
+    cliRun: d.cli("-n", NS.berth, "run", "--rm", IMAGE, "true"),
     stop: d.stop,
   };
 }
@@ -114,7 +121,7 @@ async function startContainerd(env: Record<string, string>): Promise<Target> {
   return {
     name: "containerd",
     daemonPid: pid,
-    ctr: ["-a", sock, "-n", NS],
+    ctr: ["-a", sock, "-n", NS.containerd],
     shimPids: () => pidsWith("containerd-shim-runc-v2", sock),
     async stop() {
       await run(script, ["stop"], env).catch((e) => console.error(String(e)));
@@ -133,58 +140,88 @@ interface Result {
   teardownMs: number;
 }
 
-async function measure(t: Target, archive: string): Promise<Result> {
-  await run("ctr", [...t.ctr, "images", "import", archive]);
-  const ctrRun = (id: string) => timedMs("ctr", [...t.ctr, "run", "--rm", IMAGE, id, "true"]);
-  await ctrRun("warmup");
-  const ctrTimes: number[] = [];
-  for (let i = 0; i < WARM; i++) ctrTimes.push(await ctrRun(`w${i}`));
-  let cliRunMs: number | undefined;
-  if (t.cliRun) {
+/** Warm runs per turn: each daemon runs this many back to back, then the other. */
+const TURN = 5;
+
+/**
+ * Measures both daemons step by step. Within a step they take turns: the
+ * warm runs go in turns of {@link TURN} runs, so whatever else the machine
+ * does falls on both alike, while each daemon still serves runs back to back
+ * as it would in use; the 20 starts and the teardown are one turn each.
+ */
+async function measure(targets: Target[], archive: string): Promise<Result[]> {
+  const ctrRun = (t: Target, id: string) =>
+    timedMs("ctr", [...t.ctr, "run", "--rm", IMAGE, id, "true"]);
+  for (const t of targets) {
+    await run("ctr", [...t.ctr, "images", "import", archive]);
+    await ctrRun(t, "warmup");
+  }
+  const ctrTimes = targets.map(() => [] as number[]);
+  for (let done = 0; done < WARM; done += TURN) {
+    for (const [k, t] of targets.entries()) {
+      for (let i = done; i < Math.min(done + TURN, WARM); i++) {
+        ctrTimes[k]!.push(await ctrRun(t, `w${i}`));
+      }
+    }
+  }
+  const cliRunMs = new Map<Target, number>();
+  for (const t of targets) {
+    if (!t.cliRun) continue;
     try {
       await timedMs(Deno.execPath(), t.cliRun);
       const xs: number[] = [];
       for (let i = 0; i < WARM; i++) xs.push(await timedMs(Deno.execPath(), t.cliRun));
-      cliRunMs = median(xs);
+      cliRunMs.set(t, median(xs));
     } catch (e) {
       console.error(`bench: berth run not measured: ${(e as Error).message.split("\n")[0]}`);
     }
   }
   await run("sync", []);
-  const t0 = performance.now();
-  for (let i = 0; i < COUNT; i++) {
-    await run("ctr", [...t.ctr, "run", "-d", IMAGE, `s${i}`, "sleep", "600"]);
-  }
-  const start20Ms = performance.now() - t0;
-  await sleep(2000);
-  const shimPids = await t.shimPids();
-  const [daemon, shims] = [await memOf([t.daemonPid]), await memOf(shimPids)];
-  const t1 = performance.now();
-  for (let i = 0; i < COUNT; i++) {
-    await run("ctr", [...t.ctr, "tasks", "kill", "-s", "SIGKILL", `s${i}`]);
-  }
-  for (let i = 0; i < COUNT; i++) {
-    for (let k = 0; k < 100; k++) {
-      try {
-        await run("ctr", [...t.ctr, "tasks", "delete", `s${i}`]);
-        break;
-      } catch {
-        await sleep(50);
-      }
+  const start: number[] = [];
+  for (const t of targets) {
+    const t0 = performance.now();
+    for (let i = 0; i < COUNT; i++) {
+      await run("ctr", [...t.ctr, "run", "-d", IMAGE, `s${i}`, "sleep", "600"]);
     }
-    await run("ctr", [...t.ctr, "containers", "rm", `s${i}`]);
+    start.push(performance.now() - t0);
   }
-  const teardownMs = performance.now() - t1;
-  return {
+  await sleep(2000);
+  const mem: Array<{ daemon: Mem; shims: Mem; shimCount: number }> = [];
+  for (const t of targets) {
+    const shimPids = await t.shimPids();
+    mem.push({
+      daemon: await memOf([t.daemonPid]),
+      shims: await memOf(shimPids),
+      shimCount: shimPids.length,
+    });
+  }
+  const teardown: number[] = [];
+  for (const t of targets) {
+    const t0 = performance.now();
+    for (let i = 0; i < COUNT; i++) {
+      await run("ctr", [...t.ctr, "tasks", "kill", "-s", "SIGKILL", `s${i}`]);
+    }
+    for (let i = 0; i < COUNT; i++) {
+      for (let n = 0; n < 100; n++) {
+        try {
+          await run("ctr", [...t.ctr, "tasks", "delete", `s${i}`]);
+          break;
+        } catch {
+          await sleep(50);
+        }
+      }
+      await run("ctr", [...t.ctr, "containers", "rm", `s${i}`]);
+    }
+    teardown.push(performance.now() - t0);
+  }
+  return targets.map((t, k) => ({
     name: t.name,
-    ctrRunMs: median(ctrTimes),
-    ...(cliRunMs ? { cliRunMs } : {}),
-    start20Ms,
-    daemon,
-    shims,
-    shimCount: shimPids.length,
-    teardownMs,
-  };
+    ctrRunMs: median(ctrTimes[k]!),
+    ...(cliRunMs.has(t) ? { cliRunMs: cliRunMs.get(t)! } : {}),
+    start20Ms: start[k]!,
+    ...mem[k]!,
+    teardownMs: teardown[k]!,
+  }));
 }
 
 if (import.meta.main) {
@@ -193,10 +230,9 @@ if (import.meta.main) {
   const archive = await busyboxImageArchive(`${dir}/image`);
   const berth = await startBerth();
   const ctrd = await startContainerd(env);
-  const results: Result[] = [];
+  let results: Result[];
   try {
-    results.push(await measure(berth, archive));
-    results.push(await measure(ctrd, archive));
+    results = await measure([berth, ctrd], archive);
   } finally {
     await berth.stop();
     await ctrd.stop();
