@@ -264,6 +264,7 @@ export class H2Connection {
   #flushing = false;
   #drainWaiters: Array<() => void> = [];
   #idleWaiters: Array<() => void> = [];
+  #lazyTimer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #goingAway = false;
   #done = Promise.withResolvers<void>();
@@ -337,6 +338,7 @@ export class H2Connection {
     this.#streams.clear();
     for (const w of this.#drainWaiters.splice(0)) w();
     for (const w of this.#idleWaiters.splice(0)) w();
+    clearTimeout(this.#lazyTimer);
     try {
       this.#conn.close();
     } catch { /* already closed */ }
@@ -442,7 +444,7 @@ export class H2Connection {
         if (h.streamId !== 0 || p.length !== 8) {
           throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "malformed PING frame");
         }
-        if (!(h.flags & Flag.ACK)) this.#queue(frame(FrameType.PING, Flag.ACK, 0, p));
+        if (!(h.flags & Flag.ACK)) this.#queueLazy(frame(FrameType.PING, Flag.ACK, 0, p));
         return;
       case FrameType.GOAWAY:
         if (h.streamId !== 0 || p.length < 8) {
@@ -613,7 +615,7 @@ export class H2Connection {
           break; // MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE: we never open or push streams
       }
     }
-    this.#queue(frame(FrameType.SETTINGS, Flag.ACK, 0));
+    this.#queueLazy(frame(FrameType.SETTINGS, Flag.ACK, 0));
     for (const s of this.#streams.values()) if (s.pending.length) this.pumpData(s);
   }
 
@@ -711,6 +713,23 @@ export class H2Connection {
   }
 
   /**
+   * Queues an acknowledgement nobody waits on (PING, SETTINGS). It goes out
+   * with the next response, or within a millisecond: Go's client PINGs on
+   * every response it reads, and answering each in a write of its own made
+   * a second syscall and wake-up per call on both sides.
+   */
+  #queueLazy(bytes: Uint8Array): void {
+    if (this.#closed) return;
+    this.#out.push(bytes);
+    this.#outBytes += bytes.length;
+    if (this.#flushScheduled || this.#flushing || this.#lazyTimer !== undefined) return;
+    this.#lazyTimer = setTimeout(() => {
+      this.#lazyTimer = undefined;
+      if (this.#out.length && !this.#flushScheduled && !this.#flushing) this.#flush();
+    }, 1);
+  }
+
+  /**
    * Writes the queue until it is empty. The loop and the flag live in one
    * function so nothing can be queued between the last write and the flag
    * going down without being written.
@@ -718,6 +737,8 @@ export class H2Connection {
   async #flush(): Promise<void> {
     this.#flushScheduled = false;
     if (this.#flushing || this.#closed) return;
+    clearTimeout(this.#lazyTimer);
+    this.#lazyTimer = undefined;
     this.#flushing = true;
     try {
       while (this.#out.length) {
