@@ -10,10 +10,13 @@
  *   one unmeasured run: Debian's `ctr run --rm` against each daemon, and the
  *   berth CLI's `berth run --rm` against berth;
  * - the time to start BENCH_RUN_CONTAINERS (20) `sleep 600` containers with
- *   `ctr run -d`, one after the other;
- * - memory with those containers running: the daemon's VmRSS and Pss, and the
- *   shims' summed VmRSS and Pss (every shim process serving that daemon);
- * - the time to kill and remove them.
+ *   `ctr run -d`, one after the other, median of BENCH_RUN_ROUNDS (3) rounds
+ *   (which daemon goes first alternates);
+ * - memory with those containers running (first round): the daemon's VmRSS
+ *   and Pss, and the shims' summed VmRSS and Pss (every shim process serving
+ *   that daemon);
+ * - the time to kill and remove them (median of the rounds), before the
+ *   other daemon starts its own.
  *
  * berth runs from a bundle with the packaged V8 flags, as scripts/setup.sh
  * installs it; containerd from ../shared/refenv/containerd under a private
@@ -26,6 +29,7 @@ const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const REFENV = Deno.env.get("BENCH_REFENV") ?? `${REPO}/../shared/refenv`;
 const WARM = Number(Deno.env.get("BENCH_RUN_WARM") ?? 20);
 const COUNT = Number(Deno.env.get("BENCH_RUN_CONTAINERS") ?? 20);
+const ROUNDS = Number(Deno.env.get("BENCH_RUN_ROUNDS") ?? 3);
 /**
  * One namespace per daemon: ctr puts a container in the cgroup
  * /NAMESPACE/ID, and with both daemons' containers alive at once, the same
@@ -133,11 +137,14 @@ interface Result {
   name: string;
   ctrRunMs: number;
   cliRunMs?: number;
+  /** Median of the rounds. */
   start20Ms: number;
+  start20Rounds: number[];
   daemon: Mem;
   shims: Mem;
   shimCount: number;
   teardownMs: number;
+  teardownRounds: number[];
 }
 
 /** Warm runs per turn: each daemon runs this many back to back, then the other. */
@@ -176,51 +183,60 @@ async function measure(targets: Target[], archive: string): Promise<Result[]> {
       console.error(`bench: berth run not measured: ${(e as Error).message.split("\n")[0]}`);
     }
   }
-  await run("sync", []);
-  const start: number[] = [];
-  for (const t of targets) {
-    const t0 = performance.now();
-    for (let i = 0; i < COUNT; i++) {
-      await run("ctr", [...t.ctr, "run", "-d", IMAGE, `s${i}`, "sleep", "600"]);
-    }
-    start.push(performance.now() - t0);
-  }
-  await sleep(2000);
+  // Starts and teardowns in ROUNDS rounds, the daemon going first alternating;
+  // each figure is the median round. A daemon tears its containers down
+  // before the other starts its own, so neither starts among the other's
+  // (20 more processes and shims made the second daemon of a round slower).
+  // Memory is read in the first round, with the daemon's 20 running.
+  const start = targets.map(() => [] as number[]);
+  const teardown = targets.map(() => [] as number[]);
   const mem: Array<{ daemon: Mem; shims: Mem; shimCount: number }> = [];
-  for (const t of targets) {
-    const shimPids = await t.shimPids();
-    mem.push({
-      daemon: await memOf([t.daemonPid]),
-      shims: await memOf(shimPids),
-      shimCount: shimPids.length,
-    });
-  }
-  const teardown: number[] = [];
-  for (const t of targets) {
-    const t0 = performance.now();
-    for (let i = 0; i < COUNT; i++) {
-      await run("ctr", [...t.ctr, "tasks", "kill", "-s", "SIGKILL", `s${i}`]);
-    }
-    for (let i = 0; i < COUNT; i++) {
-      for (let n = 0; n < 100; n++) {
-        try {
-          await run("ctr", [...t.ctr, "tasks", "delete", `s${i}`]);
-          break;
-        } catch {
-          await sleep(50);
-        }
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 ? [...targets.keys()].reverse() : [...targets.keys()];
+    for (const k of order) {
+      const t = targets[k]!;
+      await run("sync", []);
+      const t0 = performance.now();
+      for (let i = 0; i < COUNT; i++) {
+        await run("ctr", [...t.ctr, "run", "-d", IMAGE, `s${i}`, "sleep", "600"]);
       }
-      await run("ctr", [...t.ctr, "containers", "rm", `s${i}`]);
+      start[k]!.push(performance.now() - t0);
+      if (round === 0) {
+        await sleep(2000);
+        const shimPids = await t.shimPids();
+        mem[k] = {
+          daemon: await memOf([t.daemonPid]),
+          shims: await memOf(shimPids),
+          shimCount: shimPids.length,
+        };
+      }
+      const t1 = performance.now();
+      for (let i = 0; i < COUNT; i++) {
+        await run("ctr", [...t.ctr, "tasks", "kill", "-s", "SIGKILL", `s${i}`]);
+      }
+      for (let i = 0; i < COUNT; i++) {
+        for (let n = 0; n < 100; n++) {
+          try {
+            await run("ctr", [...t.ctr, "tasks", "delete", `s${i}`]);
+            break;
+          } catch {
+            await sleep(50);
+          }
+        }
+        await run("ctr", [...t.ctr, "containers", "rm", `s${i}`]);
+      }
+      teardown[k]!.push(performance.now() - t1);
     }
-    teardown.push(performance.now() - t0);
   }
   return targets.map((t, k) => ({
     name: t.name,
     ctrRunMs: median(ctrTimes[k]!),
     ...(cliRunMs.has(t) ? { cliRunMs: cliRunMs.get(t)! } : {}),
-    start20Ms: start[k]!,
+    start20Ms: median(start[k]!),
+    start20Rounds: start[k]!,
     ...mem[k]!,
-    teardownMs: teardown[k]!,
+    teardownMs: median(teardown[k]!),
+    teardownRounds: teardown[k]!,
   }));
 }
 
@@ -256,9 +272,9 @@ if (import.meta.main) {
         } ms    ${r(b.cliRunMs, c.ctrRunMs)}`,
       ]
       : []),
-    `start ${COUNT} containers (ctr run -d)          ${b.start20Ms.toFixed(0).padStart(6)} ms    ${
-      c.start20Ms.toFixed(0).padStart(6)
-    } ms    ${r(b.start20Ms, c.start20Ms)}`,
+    `start ${COUNT} containers, median of ${ROUNDS}     ${
+      b.start20Ms.toFixed(0).padStart(6)
+    } ms    ${c.start20Ms.toFixed(0).padStart(6)} ms    ${r(b.start20Ms, c.start20Ms)}`,
     `daemon RSS / PSS with ${COUNT} running        ${mb(b.daemon.rssKb)} / ${
       mb(b.daemon.pssKb)
     }   ${mb(c.daemon.rssKb)} / ${mb(c.daemon.pssKb)}   ${r(b.daemon.pssKb, c.daemon.pssKb)} (PSS)`,
@@ -268,9 +284,14 @@ if (import.meta.main) {
     `daemon + shims PSS                       ${mb(b.daemon.pssKb + b.shims.pssKb)}      ${
       mb(c.daemon.pssKb + c.shims.pssKb)
     }      ${r(b.daemon.pssKb + b.shims.pssKb, c.daemon.pssKb + c.shims.pssKb)}`,
-    `teardown of ${COUNT}                           ${b.teardownMs.toFixed(0).padStart(6)} ms    ${
-      c.teardownMs.toFixed(0).padStart(6)
-    } ms    ${r(b.teardownMs, c.teardownMs)}`,
+    `teardown of ${COUNT}, median of ${ROUNDS}            ${
+      b.teardownMs.toFixed(0).padStart(6)
+    } ms    ${c.teardownMs.toFixed(0).padStart(6)} ms    ${r(b.teardownMs, c.teardownMs)}`,
+    `# rounds, ms (berth | containerd): starts ${b.start20Rounds.map((x) => x.toFixed(0))} | ${
+      c.start20Rounds.map((x) => x.toFixed(0))
+    }; teardowns ${b.teardownRounds.map((x) => x.toFixed(0))} | ${
+      c.teardownRounds.map((x) => x.toFixed(0))
+    }`,
   ];
   console.log(lines.join("\n"));
   await Deno.mkdir(`${REPO}/bench/results`, { recursive: true });
