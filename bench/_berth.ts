@@ -43,6 +43,17 @@ function daemonEnv(): Record<string, string> {
   return env;
 }
 
+/** Ends the berth shims serving the daemon whose state dir is `state`. */
+async function killShims(state: string): Promise<void> {
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const cmd = await Deno.readTextFile(`/proc/${e.name}/cmdline`);
+      if (cmd.includes("\0shim\0") && cmd.includes(state)) Deno.kill(Number(e.name), "SIGKILL");
+    } catch { /* gone */ }
+  }
+}
+
 /** Builds (if asked) and starts a daemon; resolves once its socket answers. */
 export async function startBerthDaemon(opts: BerthOptions): Promise<BerthDaemon> {
   const dir = await Deno.makeTempDir({ prefix: opts.prefix });
@@ -83,6 +94,9 @@ export async function startBerthDaemon(opts: BerthOptions): Promise<BerthDaemon>
   const stop = async () => {
     if (alive) child.kill("SIGTERM");
     await child.status;
+    // A shim outlives its daemon by design, and an idle one lingers 30 s; the
+    // next bench must not find it (it would share Deno's pages and lower PSS).
+    await killShims(`${dir}/state`);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
   const end = Date.now() + 30_000;

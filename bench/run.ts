@@ -10,12 +10,12 @@
  *   one unmeasured run: Debian's `ctr run --rm` against each daemon, and the
  *   berth CLI's `berth run --rm` against berth;
  * - the time to start BENCH_RUN_CONTAINERS (20) `sleep 600` containers with
- *   `ctr run -d`, one after the other, median of BENCH_RUN_ROUNDS (3) rounds
- *   (which daemon goes first alternates);
+ *   `ctr run -d`, one after the other, the mean of BENCH_RUN_ROUNDS (4)
+ *   rounds (which daemon goes first alternates);
  * - memory with those containers running (first round): the daemon's VmRSS
  *   and Pss, and the shims' summed VmRSS and Pss (every shim process serving
  *   that daemon);
- * - the time to kill and remove them (median of the rounds), before the
+ * - the time to kill and remove them (mean of the rounds), before the
  *   other daemon starts its own.
  *
  * berth runs from a bundle with the packaged V8 flags, as scripts/setup.sh
@@ -29,7 +29,8 @@ const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const REFENV = Deno.env.get("BENCH_REFENV") ?? `${REPO}/../shared/refenv`;
 const WARM = Number(Deno.env.get("BENCH_RUN_WARM") ?? 20);
 const COUNT = Number(Deno.env.get("BENCH_RUN_CONTAINERS") ?? 20);
-const ROUNDS = Number(Deno.env.get("BENCH_RUN_ROUNDS") ?? 3);
+/** Even, so that each daemon goes first in as many rounds as the other. */
+const ROUNDS = Number(Deno.env.get("BENCH_RUN_ROUNDS") ?? 4);
 /**
  * One namespace per daemon: ctr puts a container in the cgroup
  * /NAMESPACE/ID, and with both daemons' containers alive at once, the same
@@ -57,6 +58,8 @@ async function timedMs(cmd: string, args: string[]): Promise<number> {
   await run(cmd, args);
   return performance.now() - t;
 }
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -137,7 +140,7 @@ interface Result {
   name: string;
   ctrRunMs: number;
   cliRunMs?: number;
-  /** Median of the rounds. */
+  /** Mean of the rounds. */
   start20Ms: number;
   start20Rounds: number[];
   daemon: Mem;
@@ -183,8 +186,8 @@ async function measure(targets: Target[], archive: string): Promise<Result[]> {
       console.error(`bench: berth run not measured: ${(e as Error).message.split("\n")[0]}`);
     }
   }
-  // Starts and teardowns in ROUNDS rounds, the daemon going first alternating;
-  // each figure is the median round. A daemon tears its containers down
+  // Starts and teardowns in ROUNDS rounds, the daemon going first alternating
+  // (going first was worth a few percent); each figure is the mean round. A daemon tears its containers down
   // before the other starts its own, so neither starts among the other's
   // (20 more processes and shims made the second daemon of a round slower).
   // Memory is read in the first round, with the daemon's 20 running.
@@ -232,10 +235,10 @@ async function measure(targets: Target[], archive: string): Promise<Result[]> {
     name: t.name,
     ctrRunMs: median(ctrTimes[k]!),
     ...(cliRunMs.has(t) ? { cliRunMs: cliRunMs.get(t)! } : {}),
-    start20Ms: median(start[k]!),
+    start20Ms: mean(start[k]!),
     start20Rounds: start[k]!,
     ...mem[k]!,
-    teardownMs: median(teardown[k]!),
+    teardownMs: mean(teardown[k]!),
     teardownRounds: teardown[k]!,
   }));
 }
@@ -272,7 +275,7 @@ if (import.meta.main) {
         } ms    ${r(b.cliRunMs, c.ctrRunMs)}`,
       ]
       : []),
-    `start ${COUNT} containers, median of ${ROUNDS}     ${
+    `start ${COUNT} containers, mean of ${ROUNDS}       ${
       b.start20Ms.toFixed(0).padStart(6)
     } ms    ${c.start20Ms.toFixed(0).padStart(6)} ms    ${r(b.start20Ms, c.start20Ms)}`,
     `daemon RSS / PSS with ${COUNT} running        ${mb(b.daemon.rssKb)} / ${
@@ -284,7 +287,7 @@ if (import.meta.main) {
     `daemon + shims PSS                       ${mb(b.daemon.pssKb + b.shims.pssKb)}      ${
       mb(c.daemon.pssKb + c.shims.pssKb)
     }      ${r(b.daemon.pssKb + b.shims.pssKb, c.daemon.pssKb + c.shims.pssKb)}`,
-    `teardown of ${COUNT}, median of ${ROUNDS}            ${
+    `teardown of ${COUNT}, mean of ${ROUNDS}              ${
       b.teardownMs.toFixed(0).padStart(6)
     } ms    ${c.teardownMs.toFixed(0).padStart(6)} ms    ${r(b.teardownMs, c.teardownMs)}`,
     `# rounds, ms (berth | containerd): starts ${b.start20Rounds.map((x) => x.toFixed(0))} | ${
