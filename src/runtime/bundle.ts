@@ -52,18 +52,21 @@ export class Bundle {
    * Creates the directory with the spec and the log FIFO. Fails if a bundle
    * of that id already exists (a task of it is known or being cleaned up).
    */
-  static async create(
+  static create(
     state: string,
     namespace: string,
     id: string,
     spec: Uint8Array,
-  ): Promise<Bundle> {
+  ): Bundle {
     const b = new Bundle(state, namespace, id);
-    await Deno.mkdir(`${tasksDir(state)}/${namespace}`, { recursive: true, mode: 0o711 });
+    // Synchronous: a few small operations under the state dir (tmpfs as
+    // installed) cost microseconds each, less than a trip through Deno's
+    // blocking pool, and every container start waits for them.
+    Deno.mkdirSync(`${tasksDir(state)}/${namespace}`, { recursive: true, mode: 0o711 });
     // Not recursive: an existing directory means another task owns this id.
-    await Deno.mkdir(b.path, { mode: 0o711 });
-    await Deno.mkdir(b.rootfs, { mode: 0o711 });
-    await Deno.writeFile(`${b.path}/config.json`, spec, { mode: 0o644 });
+    Deno.mkdirSync(b.path, { mode: 0o711 });
+    Deno.mkdirSync(b.rootfs, { mode: 0o711 });
+    Deno.writeFileSync(`${b.path}/config.json`, spec, { mode: 0o644 });
     check(libc().mknod(cstr(b.logFifo), S_IFIFO | 0o600, 0n), "mknod", b.logFifo);
     return b;
   }
@@ -90,8 +93,8 @@ export class Bundle {
     return (await readOrUndefined(`${this.path}/address`))?.trim() || undefined;
   }
 
-  async writeAddress(address: string): Promise<void> {
-    await Deno.writeTextFile(`${this.path}/address`, address);
+  writeAddress(address: string): void {
+    Deno.writeTextFileSync(`${this.path}/address`, address); // see create()
   }
 
   /** How to run this bundle's shim (see the module doc). */
@@ -99,8 +102,8 @@ export class Bundle {
     return (await readOrUndefined(`${this.path}/shim-binary-path`))?.trim() || undefined;
   }
 
-  async writeShimBinaryPath(path: string): Promise<void> {
-    await Deno.writeTextFile(`${this.path}/shim-binary-path`, path, { mode: 0o600 });
+  writeShimBinaryPath(path: string): void {
+    Deno.writeTextFileSync(`${this.path}/shim-binary-path`, path, { mode: 0o600 }); // see create()
   }
 
   /** Unmounts the rootfs if the shim left it mounted, then removes the directory. */

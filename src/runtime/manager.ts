@@ -199,7 +199,7 @@ export class TaskManager {
       const grouped = shim.binary === BERTH_SHIM && this.#o.config.shimGroup === "namespace"
         ? withShimGroup(spec, `berth-ns-${ns}`)
         : spec;
-      bundle = await Bundle.create(this.#o.config.state, ns, id, grouped);
+      bundle = Bundle.create(this.#o.config.state, ns, id, grouped);
     } catch (err) {
       if (err instanceof Deno.errors.AlreadyExists) {
         throw alreadyExists(`task "${id}": its bundle is still being cleaned up`);
@@ -209,10 +209,10 @@ export class TaskManager {
     let shimLog: ShimLog | undefined;
     let conn: ShimConnection | undefined;
     try {
-      await bundle.writeShimBinaryPath(shim.binary);
+      bundle.writeShimBinaryPath(shim.binary);
       shimLog = await this.#openShimLog(bundle, shim, log);
       const address = await shimStart(this.#binaryOptions(bundle, shim), options);
-      await bundle.writeAddress(address);
+      bundle.writeAddress(address);
       conn = await this.#conns.connect(address, ns);
       const { pid } = await conn.client.call(Task, "create", {
         id,

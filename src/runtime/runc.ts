@@ -68,6 +68,8 @@ export class Runc {
   readonly root: string;
   #systemd: boolean;
   #log: Logger | undefined;
+  /** The root dir exists (made once, not before every call). */
+  #rootMade = false;
 
   constructor(opts: RuncOptions) {
     this.binary = opts.binary ?? "runc";
@@ -113,7 +115,10 @@ export class Runc {
   ): Promise<{ child: Deno.ChildProcess; stdout: string }> {
     const t0 = performance.now();
     const logFile = `${this.root}/${id}.${op}.${crypto.randomUUID().slice(0, 8)}.log`;
-    await Deno.mkdir(this.root, { recursive: true, mode: 0o711 });
+    if (!this.#rootMade) {
+      await Deno.mkdir(this.root, { recursive: true, mode: 0o711 });
+      this.#rootMade = true;
+    }
     const full = [...this.#globalArgs(logFile), ...args];
     this.#log?.debug("runtime call", { binary: this.binary, op, id, args: full.join(" ") });
     const capture = stdio.stdout === undefined;
@@ -134,15 +139,14 @@ export class Runc {
       ? await Promise.all([outP, errP])
       : ["", ""];
     this.#log?.debug("runtime call done", { op, id, ms: Math.round(performance.now() - t0) });
-    try {
-      if (!status.success) {
-        const reason = await this.#reason(logFile, stderr);
-        this.#log?.debug("runtime call failed", { op, id, code: status.code, reason });
-        throw new RuntimeError(`${this.binary} ${op} "${id}": ${reason}`, status.code);
-      }
-    } finally {
+    if (!status.success) {
+      const reason = await this.#reason(logFile, stderr);
       await Deno.remove(logFile).catch(() => {});
+      this.#log?.debug("runtime call failed", { op, id, code: status.code, reason });
+      throw new RuntimeError(`${this.binary} ${op} "${id}": ${reason}`, status.code);
     }
+    // Not awaited: the caller (a container start) need not wait for the cleanup.
+    Deno.remove(logFile).catch(() => {});
     return { child, stdout };
   }
 
@@ -249,8 +253,9 @@ export class Runc {
 }
 
 /** Reads a pid file written by the runtime. */
-export async function readPidFile(path: string): Promise<number> {
-  const pid = Number.parseInt((await Deno.readTextFile(path)).trim(), 10);
+export function readPidFile(path: string): number {
+  // Synchronous: a few bytes in the bundle, read while a start waits.
+  const pid = Number.parseInt(Deno.readTextFileSync(path).trim(), 10);
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`Invalid pid file ${path}`);
   return pid;
 }

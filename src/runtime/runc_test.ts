@@ -34,7 +34,7 @@ Deno.test("runc: create, start, output, state, delete", async () => {
       stdout: "piped",
       stderr: "piped",
     });
-    const pid = await readPidFile(`${dir}/pid`);
+    const pid = readPidFile(`${dir}/pid`);
     assert.ok(pid > 1);
     assert.equal((await runc.state(id)).status, "created");
     const out = new Response(child.stdout).text();

@@ -110,6 +110,12 @@ export async function startShim(flags: ShimFlags): Promise<string> {
   const group = named ?? flags.id;
   const socket = await shimSocketPath(flags.address, flags.namespace, group);
   const address = `unix://${socket}`;
+  // The common case, a group whose shim is up: no lock needed, nothing to
+  // spawn (the lock only keeps two starts from spawning two shims).
+  if (named && await canConnect(socket)) {
+    Deno.writeTextFileSync(`${bundle}/address`, address);
+    return address;
+  }
   await Deno.mkdir(dirname(socket), { recursive: true, mode: 0o711 });
   // One start at a time per group, so two containers of a new pod share one shim.
   const lock = await Deno.open(`${socket}.lock`, { create: true, write: true });

@@ -200,7 +200,7 @@ export class TaskService {
         const receiving = sock.receive({ signal: AbortSignal.timeout(30_000) });
         receiving.catch(() => {});
         await make({ consoleSocket: sock.path, stdin: "null", stdout: "null", stderr: "null" });
-        p.pid = await readPidFile(pidFile);
+        p.pid = readPidFile(pidFile);
         this.#known.add(p.pid);
         const pty: PtyMaster = await receiving;
         p.pty = pty;
@@ -217,7 +217,7 @@ export class TaskService {
         stdout: "piped",
         stderr: "piped",
       });
-      p.pid = await readPidFile(pidFile);
+      p.pid = readPidFile(pidFile);
       this.#known.add(p.pid);
       p.io = await ProcessIo.attach(child, stdio);
     }
@@ -326,11 +326,14 @@ export class TaskService {
     this.#containers.set(id, c);
     const log = this.#log.with({ id });
     try {
-      await Deno.writeTextFile(`${req.bundle}/options.json`, JSON.stringify(options));
-      c.killAllOnExit = await sharesPidNamespace(req.bundle);
+      // Small files in the bundle (tmpfs as installed) are written
+      // synchronously: cheaper than a trip through Deno's blocking pool, and
+      // every container start waits for them.
+      Deno.writeTextFileSync(`${req.bundle}/options.json`, JSON.stringify(options));
+      c.killAllOnExit = sharesPidNamespace(req.bundle);
       if (req.rootfs.length > 0) {
         const { mountAll } = await import("../../mount/mount.ts");
-        await Deno.mkdir(`${req.bundle}/rootfs`, { recursive: true });
+        Deno.mkdirSync(`${req.bundle}/rootfs`, { recursive: true });
         await mountAll(
           req.rootfs.map((m) => ({ type: m.type, source: m.source, options: m.options })),
           `${req.bundle}/rootfs`,
@@ -347,7 +350,7 @@ export class TaskService {
           noPivot: options.noPivotRoot ?? false,
           noNewKeyring: options.noNewKeyring ?? false,
         }), pidFile);
-      await Deno.writeTextFile(`${req.bundle}/shim.pid`, String(Deno.pid));
+      Deno.writeTextFileSync(`${req.bundle}/shim.pid`, String(Deno.pid));
     } catch (err) {
       this.#containers.delete(id);
       await runc.delete(id, true).catch(() => {});
@@ -730,9 +733,9 @@ export function decodeOptions(any: Any | undefined): BundleOptions {
  * a path to another's): then its processes outlive its init and the shim
  * must kill them (containerd's ShouldKillAllOnExit).
  */
-export async function sharesPidNamespace(bundle: string): Promise<boolean> {
+export function sharesPidNamespace(bundle: string): boolean {
   try {
-    const spec = JSON.parse(await Deno.readTextFile(`${bundle}/config.json`)) as {
+    const spec = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)) as {
       linux?: { namespaces?: { type: string; path?: string }[] };
     };
     return !(spec.linux?.namespaces ?? []).some((n) => n.type === "pid" && !n.path);
