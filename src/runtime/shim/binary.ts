@@ -48,10 +48,11 @@ export const GROUP_LINGER_MS = Number(Deno.env.get("BERTH_SHIM_LINGER_MS") ?? 30
 export const GROUP_LABELS = ["io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"];
 
 /** The group named by the bundle's config.json annotations, if any. */
-export async function groupOf(bundle: string): Promise<string | undefined> {
+export function groupOf(bundle: string): string | undefined {
   let spec: { annotations?: Record<string, string> };
   try {
-    spec = JSON.parse(await Deno.readTextFile(`${bundle}/config.json`));
+    // Synchronous: read at every container start, from the bundle (tmpfs as installed).
+    spec = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`));
   } catch {
     return undefined;
   }
@@ -100,13 +101,13 @@ export async function startShim(flags: ShimFlags): Promise<string> {
   const bundle = flags.bundle || Deno.cwd();
   // As containerd's shim reads the spec here: a start outside a bundle is a mistake.
   try {
-    await Deno.stat(`${bundle}/config.json`);
+    Deno.statSync(`${bundle}/config.json`);
   } catch (err) {
     throw new Error(`Cannot start shim for "${flags.id}": ${bundle} is not a bundle`, {
       cause: err,
     });
   }
-  const named = await groupOf(bundle);
+  const named = groupOf(bundle);
   const group = named ?? flags.id;
   const socket = await shimSocketPath(flags.address, flags.namespace, group);
   const address = `unix://${socket}`;
@@ -209,7 +210,7 @@ export async function deleteShim(flags: ShimFlags): Promise<Uint8Array> {
   const socket = await shimSocketPath(
     flags.address,
     flags.namespace,
-    (await groupOf(bundle)) ?? flags.id,
+    groupOf(bundle) ?? flags.id,
   );
   if (!(await canConnect(socket))) {
     for (const f of [socket, `${socket}.lock`, `${socket}.log`]) {

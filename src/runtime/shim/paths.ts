@@ -65,12 +65,25 @@ export function shimStateDir(address: string): string {
  * `address`: `<state>/s/<sha256>`, or `/run/berth/s/<sha256>` when the state
  * dir is so deep the path would not fit in a sockaddr_un.
  */
+const socketPaths = new Map<string, string>();
+
 export async function shimSocketPath(
   address: string,
   namespace: string,
   group: string,
 ): Promise<string> {
-  const hash = await sha256Hex(`${address}/${namespace}/${group}`);
+  const key = `${address}/${namespace}/${group}`;
+  // Remembered: the daemon asks for the same group's path at every start.
+  const known = socketPaths.get(key);
+  if (known) return known;
+  if (socketPaths.size > 1024) socketPaths.clear();
+  const path = await computeSocketPath(address, key);
+  socketPaths.set(key, path);
+  return path;
+}
+
+async function computeSocketPath(address: string, key: string): Promise<string> {
+  const hash = await sha256Hex(key);
   const path = `${shimStateDir(address)}/s/${hash}`;
   if (new TextEncoder().encode(path).length + ".lock".length <= MAX_SOCKET_PATH) return path;
   return `${DEFAULT_SHIM_STATE}/s/${hash}`;

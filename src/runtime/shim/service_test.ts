@@ -28,16 +28,16 @@ Deno.test("shim bundle: pid namespace sharing and group annotations from config.
     const write = (spec: unknown) => Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(spec));
     await write({ linux: { namespaces: [{ type: "pid" }, { type: "mount" }] } });
     assert.equal(sharesPidNamespace(dir), false);
-    assert.equal(await groupOf(dir), undefined);
+    assert.equal(groupOf(dir), undefined);
     await write({
       linux: { namespaces: [{ type: "pid", path: "/proc/1/ns/pid" }] },
       annotations: { "io.kubernetes.cri.sandbox-id": "pod9" },
     });
     assert.equal(sharesPidNamespace(dir), true);
-    assert.equal(await groupOf(dir), "pod9");
+    assert.equal(groupOf(dir), "pod9");
     await write({ linux: { namespaces: [] }, annotations: { "io.containerd.runc.v2.group": "g" } });
     assert.equal(sharesPidNamespace(dir), true);
-    assert.equal(await groupOf(dir), "g");
+    assert.equal(groupOf(dir), "g");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
