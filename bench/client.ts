@@ -7,10 +7,11 @@
  * It prints one JSON line: `{"calls": N, "perSec": X}` or `{"medianMs": X}`.
  * The same client code runs against berth and containerd.
  *
- * It exits without closing its channel. Closing a grpc-js channel sends GOAWAY,
- * and in Deno 2.9.6 a GOAWAY after a few hundred streams crashes node:http2
- * (denoland/deno#36788; tests/robustness_test.ts checks the daemon's side).
- * Exiting only closes the socket, which is what the bench needs.
+ * It exits without closing its channel: exiting only closes the socket, which
+ * is what the bench needs. (Closing a grpc-js channel sends GOAWAY, which
+ * crashed Deno 2.9.6's node:http2 after a few hundred streams,
+ * denoland/deno#36788. berth's daemon no longer runs on node:http2, and
+ * tests/robustness_test.ts checks that such clients leave it serving.)
  */
 import * as grpc from "@grpc/grpc-js";
 import { grpcDefinition } from "../tests/_grpc.ts";
