@@ -198,6 +198,32 @@ export async function attachSession(g: Globals, o: AttachOptions): Promise<numbe
   }
 }
 
+/**
+ * A read-only view of a freshly prepared snapshot's mounts, for reading the
+ * image's files: its upper layer is still empty, so the layers below are the
+ * whole view. One layer is a read-only bind mount (no overlay to set up, the
+ * costliest step of `berth run` on the client), several are a read-only
+ * overlay of the lower dirs alone (as containerd's tryReadonlyMounts).
+ */
+export function readonlyView(
+  mounts: Array<{ type: string; source: string; options: string[] }>,
+): Array<{ type: string; source: string; options: string[] }> {
+  if (mounts.length !== 1) return mounts;
+  const m = mounts[0]!;
+  if (m.type === "bind") {
+    return [{ ...m, options: [...m.options.filter((o) => o !== "rw"), "ro"] }];
+  }
+  if (m.type !== "overlay") return mounts;
+  const lower = m.options.find((o) => o.startsWith("lowerdir="))?.slice("lowerdir=".length);
+  if (!lower) return mounts;
+  const dirs = lower.split(":");
+  if (dirs.length === 1) return [{ type: "bind", source: dirs[0]!, options: ["rbind", "ro"] }];
+  const keep = m.options.filter((o) =>
+    !o.startsWith("upperdir=") && !o.startsWith("workdir=") && o !== "rw"
+  );
+  return [{ ...m, options: [...keep, "ro"] }];
+}
+
 /** Builds the container's spec with the rootfs mounted (for user and group lookups). */
 async function buildSpec(
   g: Globals,
@@ -242,7 +268,7 @@ async function buildSpec(
     }
   }
   const memory = v.memory !== undefined ? o.parseMemorySize(v.memory) : undefined;
-  return await withTempMount(mounts, (root) => {
+  return await withTempMount(readonlyView(mounts), (root) => {
     const opts: import("../../oci/spec.ts").SpecOpt[] = [
       o.withImageConfig(image.config.config ?? {}, root, { args: cmd }),
     ];
@@ -281,6 +307,14 @@ export const runCommand: Command = {
     const snapshotter = values.snapshotter ?? DEFAULT_SNAPSHOTTER;
     const c = g.client();
     validateIdentifier("container", id);
+    // Loaded while the calls below wait on the daemon; buildSpec needs them.
+    for (
+      const m of [
+        import("../../oci/spec_opts.ts"),
+        import("../../oci/spec.ts"),
+        import("../../mount/mod.ts"),
+      ]
+    ) m.catch(() => {});
     // Named before anything is made, so the error is about the container.
     const taken = await c.call(Containers, "get", { id }).then(() => true, (e) => {
       if (isKind(e, "not_found")) return false;
