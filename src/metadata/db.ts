@@ -21,8 +21,11 @@ import { AsyncLocalStorage } from "node:async_hooks";
 const relaxed = new AsyncLocalStorage<boolean>();
 let forceDurable = 0;
 
-/** Runs `fn` with its commits (and those of what it awaits) unsynced; see above. */
-export function relaxedDurability<T>(fn: () => Promise<T>): Promise<T> {
+/**
+ * Runs `fn` with its commits (and, when it returns a promise, those of what
+ * it awaits) unsynced; see above.
+ */
+export function relaxedDurability<T>(fn: () => T): T {
   return relaxed.run(true, fn);
 }
 

@@ -32,15 +32,15 @@ export const leasesPlugin: Plugin = {
   register({ daemon, server }) {
     const store = daemon.leases;
     server.add(LeasesService, {
-      async create(req, ctx) {
+      create(req, ctx) {
         const ns = ctx.namespace();
-        const lease = await relaxedDurability(async () => store.create(ns, req.id, req.labels));
+        const lease = relaxedDurability(() => store.create(ns, req.id, req.labels));
         daemon.log.debug("lease created", { namespace: ns, id: lease.id });
-        return { lease: toProto(lease) };
+        return Promise.resolve({ lease: toProto(lease) });
       },
       async delete(req, ctx) {
         const ns = ctx.namespace();
-        await relaxedDurability(async () => store.delete(ns, req.id));
+        relaxedDurability(() => store.delete(ns, req.id));
         // What only the lease protected is collected now; `sync` waits for it.
         const gc = daemon.gc.collect();
         if (req.sync) await gc;
